@@ -1,0 +1,75 @@
+"""Kernel features LXC needs: lxc-checkconfig's items, and more.
+
+Each function asserts one kind of item; ``checks/kernel.yaml`` says which items
+(the ``check`` parameter) and how severe a miss is.
+"""
+
+import pytest
+
+from fixtures.kernel_features import KernelFeature, LoadedModules, PrivilegedHelper
+
+
+@pytest.fixture(scope="session")
+def modules():
+    return LoadedModules.live()
+
+
+def test_config_file(check, kernel_config, observed):
+    observed.actual = kernel_config.problem or f"{kernel_config.path}: {len(kernel_config.options)} options"
+    assert kernel_config.problem is None, f"{kernel_config.path}: {kernel_config.problem}"
+
+
+def test_config_version(check, kernel_config, observed):
+    observed.actual = kernel_config.header or "no version header"
+    assert kernel_config.version is not None, "no kernel version in the config header: the latest kernel is assumed"
+
+
+def test_config_option(check, kernel_config, modules, observed):
+    feature = KernelFeature(check, kernel_config)
+    observed.actual = feature.describe(modules)
+    assert feature.enabled, observed.actual
+
+
+def test_uidmap_helper(check, observed):
+    helper = PrivilegedHelper.for_program(check.program)
+    observed.actual = helper.describe()
+    assert helper.path is not None, f"{check.program} is not installed"
+    assert helper.privileged, f"{helper.path} is neither setuid-root nor carries the capability it needs"
+
+
+def test_cgroup_namespace(check, compliance, observed):
+    from fixtures.cgroups import cgroup_namespace_available
+
+    available = cgroup_namespace_available()
+    observed.actual = "/proc/self/ns/cgroup " + ("exists" if available else "is missing")
+    assert available, "the running kernel has no cgroup namespace"
+
+
+def test_cgroup_v1_mounts(check, cgroups, observed):
+    observed.actual = ", ".join(m.path for m in cgroups.v1) or "none"
+    observed.evidence = "\n".join(f"{m.fstype} {m.path} {','.join(sorted(m.options))}" for m in cgroups.mounts)
+    assert cgroups.v1 or cgroups.layout == "unified", "no cgroup v1 hierarchy and no cgroup2 at /sys/fs/cgroup"
+
+
+def test_cgroup_v2_mounts(check, cgroups, observed):
+    observed.actual = ", ".join(m.path for m in cgroups.v2) or "none"
+    assert cgroups.v2, "no cgroup2 hierarchy is mounted"
+
+
+def test_cgroup_v1_controller(check, cgroups, observed):
+    mount = cgroups.v1_hierarchy(check.controller)
+    observed.actual = f"{check.controller} at {mount.path}" if mount else f"no v1 hierarchy with {check.controller}"
+    observed.evidence = "\n".join(f"{m.path}: {','.join(sorted(m.controllers))}" for m in cgroups.v1)
+    assert mount is not None, observed.actual
+
+
+def test_cgroup_clone_children(check, cgroups, observed):
+    offering = cgroups.clone_children()
+    observed.actual = f"in {len(offering)} of {len(cgroups.v1)} v1 hierarchies"
+    assert offering, "no v1 hierarchy offers cgroup.clone_children"
+
+
+def test_cgroup2_controller(check, cgroups, observed):
+    available = cgroups.v2_controllers()
+    observed.actual = "cgroup.controllers: " + (" ".join(sorted(available)) or "(empty)")
+    assert check.controller in available, f"the {check.controller} controller is not available in cgroup2"
