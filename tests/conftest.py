@@ -1,0 +1,87 @@
+"""Fixtures for the suite's own tests."""
+
+from __future__ import annotations
+
+import json
+import lzma
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytest_plugins = ["pytester"]
+
+ROOT = Path(__file__).resolve().parent.parent
+CACHE = Path(__file__).resolve().parent / ".cache"
+DEBIAN_CONFIG_PACKAGES = ("linux-config-6.1", "linux-config-6.12")
+
+
+def _download_debian_configs() -> list[Path]:
+    """Debian's own kernel configs (three flavours per package), unpacked once."""
+    out = CACHE / "debian-configs"
+    done = out / ".complete"
+    if not done.exists():
+        debs = CACHE / "debs"
+        for directory in (out, debs):
+            shutil.rmtree(directory, ignore_errors=True)
+            directory.mkdir(parents=True)
+        subprocess.run(
+            ["apt-get", "download", *DEBIAN_CONFIG_PACKAGES],
+            cwd=debs, check=True, capture_output=True, timeout=300,
+        )
+        for deb in debs.glob("*.deb"):
+            unpacked = debs / deb.stem
+            subprocess.run(["dpkg-deb", "-x", str(deb), str(unpacked)], check=True, timeout=120)
+            for packed in unpacked.rglob("config.*.xz"):
+                package = deb.name.split("_")[0]
+                (out / f"{package}-{packed.name[7:-3]}").write_bytes(lzma.decompress(packed.read_bytes()))
+        done.touch()
+    return sorted(p for p in out.iterdir() if not p.name.startswith("."))
+
+
+@pytest.fixture(scope="session")
+def debian_configs() -> list[Path]:
+    """Real Debian kernel configs (amd64: 6.1 and 6.12, generic, cloud and rt)."""
+    configs = _download_debian_configs()
+    assert len(configs) >= 6, f"expected six Debian configs, got {[c.name for c in configs]}"
+    return configs
+
+
+@pytest.fixture(scope="session")
+def lxc_checkconfig() -> str:
+    """Path of Debian's real lxc-checkconfig; fails (not skips) without it: CI installs lxc."""
+    path = shutil.which("lxc-checkconfig")
+    assert path, "lxc-checkconfig is not installed: apt-get install lxc"
+    return path
+
+
+def run_real_script(script: str, config: Path) -> list[str]:
+    """stdout lines of the real lxc-checkconfig for CONFIG (not a tty: no colours)."""
+    done = subprocess.run(
+        [script], env={**os.environ, "CONFIG": str(config)}, capture_output=True, text=True,
+        errors="replace", timeout=60,
+    )
+    return done.stdout.split("\n")[:-1]
+
+
+class Suite:
+    """Runs the compliance suite as a user would, in a subprocess."""
+
+    def __init__(self, report_dir: Path) -> None:
+        self.report_dir = report_dir
+
+    def run(self, *args: str, timeout: int = 300) -> subprocess.CompletedProcess:
+        command = [sys.executable, "-m", "pytest", "-p", "no:randomly", f"--report-dir={self.report_dir}", *args]
+        return subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=timeout)
+
+    def results(self, profile: str = "kernel") -> dict:
+        return json.loads((self.report_dir / f"{profile}.json").read_text())
+
+
+@pytest.fixture
+def suite(tmp_path: Path) -> Suite:
+    """The suite, writing its reports into a temporary directory."""
+    return Suite(tmp_path / "reports")

@@ -1,0 +1,194 @@
+"""The plugin as users meet it: profiles, options, outcomes, exit codes, xdist."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from configs import FULL, SYNTHETIC, config
+from conftest import ROOT
+
+BAD_PROFILES = {
+    # name: (file contents, words the one error line must contain)
+    "yaml-syntax": ("categories: [kernel\n", ["bad.yaml:", "YAML syntax error"]),
+    "duplicate-key": ("categories: [kernel]\ncategories: [host]\n", ["bad.yaml:2:", "duplicate key 'categories'", "line 1"]),
+    "unknown-key": ("categories: [kernel]\ncategorys: [host]\n", ["bad.yaml:2:", "unknown key 'categorys'"]),
+    "wrong-type": ("categories: kernel\n", ["bad.yaml:1:", "categories", "expected a list"]),
+    "wrong-type-nested": ("checks:\n  kernel.vlan: {required: 'yes'}\n", ["bad.yaml:2:", "checks.kernel.vlan.required", "true or false"]),
+    "unknown-category": ("categories: [kernal]\n", ["bad.yaml:1:", "'kernal' is not one of"]),
+    "unknown-check": ("checks:\n  kernel.vlna: {required: true}\n", ["bad.yaml:2:", "checks.kernel.vlna", "no check has this id"]),
+    "not-a-mapping": ("- kernel\n", ["bad.yaml:1:", "mapping"]),
+    "extends-missing": ("extends: nosuchprofile\n", ["bad.yaml:1:", "extends", "nosuchprofile"]),
+    "extends-self": ("extends: bad.yaml\n", ["extends loop", "bad -> bad"]),
+}
+
+
+def _one_error_line(result) -> str:
+    lines = [line for line in (result.stdout + result.stderr).splitlines() if line.strip()]
+    assert len(lines) == 1, f"expected one line, got:\n{result.stdout}{result.stderr}"
+    assert "Traceback" not in lines[0]
+    return lines[0]
+
+
+@pytest.mark.parametrize("case", sorted(BAD_PROFILES))
+def test_bad_profile_is_one_line_and_exit_4(case, tmp_path, suite):
+    text, words = BAD_PROFILES[case]
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(text)
+    result = suite.run(f"--profile={bad}")
+    assert result.returncode == 4
+    line = _one_error_line(result)
+    for word in words:
+        assert word in line, line
+    assert not suite.report_dir.exists(), "a refused run must not write reports"
+
+
+def test_extends_loop_across_files(tmp_path, suite):
+    (tmp_path / "a.yaml").write_text("extends: b\n")
+    (tmp_path / "b.yaml").write_text("extends: a\n")
+    result = suite.run(f"--profile={tmp_path / 'a.yaml'}")
+    assert result.returncode == 4
+    assert "extends loop: a -> b -> a" in _one_error_line(result)
+
+
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [
+        (["--profile=nosuch"], ["--profile=nosuch", "unknown profile", "kernel"]),
+        (["--profile=/nonexistent/p.yaml"], ["no such file"]),
+        (["--kernel-config=/nonexistent/config"], ["--kernel-config=/nonexistent/config", "no such file"]),
+        (["--kernel-config=/etc"], ["not a regular file"]),
+    ],
+)
+def test_bad_option_is_one_line_and_exit_4(args, words, suite):
+    result = suite.run(*args)
+    assert result.returncode == 4
+    line = _one_error_line(result)
+    for word in words:
+        assert word in line
+
+
+def test_report_dir_that_is_a_file(tmp_path, suite):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    result = suite.run(f"--report-dir={blocker}")
+    assert result.returncode == 4
+    assert "not a directory" in _one_error_line(result)
+
+
+def _write(tmp_path: Path, name: str, data: bytes) -> Path:
+    path = tmp_path / name
+    path.write_bytes(data)
+    return path
+
+
+def test_optional_miss_warns_and_exits_0(tmp_path, suite):
+    path = _write(tmp_path, "cfg", config("6.1.0", FULL, drop={"CONFIG_VLAN_8021Q"}))
+    result = suite.run(f"--kernel-config={path}")
+    assert result.returncode == 0, result.stdout
+    assert "1 warned" in result.stdout
+    document = suite.results()
+    vlan = next(c for c in document["checks"] if c["id"] == "kernel.vlan")
+    assert vlan["outcome"] == "warned"
+    assert vlan["actual"] == "CONFIG_VLAN_8021Q is not set"
+    assert vlan["lxc_checkconfig"] == "Vlan: missing"
+    assert document["summary"]["warned"] == 1 and document["summary"]["failed"] == 0
+
+
+def test_required_miss_fails_and_exits_1(tmp_path, suite):
+    path = _write(tmp_path, "cfg", SYNTHETIC["6.1-required-missing"])
+    result = suite.run(f"--kernel-config={path}")
+    assert result.returncode == 1
+    document = suite.results()
+    failed = sorted(c["id"] for c in document["checks"] if c["outcome"] == "failed")
+    assert failed == ["kernel.ipc_namespace", "kernel.namespaces", "kernel.pid_namespace"]
+    pid = next(c for c in document["checks"] if c["id"] == "kernel.pid_namespace")
+    assert pid["lxc_checkconfig"] == "Pid namespace: required"
+    assert "CONFIG_PID_NS=y" in pid["remediation"]
+
+
+def test_profile_override_makes_an_optional_item_required(tmp_path, suite):
+    profile = tmp_path / "strict.yaml"
+    profile.write_text("extends: kernel\nchecks:\n  kernel.vlan: {required: true}\n")
+    path = _write(tmp_path, "cfg", config("6.1.0", FULL, drop={"CONFIG_VLAN_8021Q"}))
+    result = suite.run(f"--profile={profile}", f"--kernel-config={path}")
+    assert result.returncode == 1
+    document = suite.results("strict")
+    assert document["profile_chain"] == ["strict", "kernel"]
+    vlan = next(c for c in document["checks"] if c["id"] == "kernel.vlan")
+    assert (vlan["outcome"], vlan["severity"]) == ("failed", "required")
+
+
+def test_json_contract(tmp_path, suite):
+    path = _write(tmp_path, "cfg", SYNTHETIC["6.1"])
+    assert suite.run(f"--kernel-config={path}").returncode == 0
+    document = suite.results()
+    assert set(document) >= {"profile", "started", "duration_s", "host", "summary", "checks"}
+    assert set(document["host"]) == {"hostname", "kernel_release", "lxc_version"}
+    assert set(document["summary"]) == {"passed", "failed", "warned", "skipped"}
+    assert sum(document["summary"].values()) == len(document["checks"])
+    ids = [c["id"] for c in document["checks"]]
+    assert len(ids) == len(set(ids))
+    for check in document["checks"]:
+        assert {"id", "category", "title", "outcome", "expected", "actual", "remediation", "duration_s"} <= set(check)
+        assert check["remediation"] and check["expected"]
+    user_ns = next(c for c in document["checks"] if c["id"] == "kernel.user_namespace")
+    assert user_ns["lxc_checkconfig"] == "User namespace: enabled"
+
+
+def test_markers_select_categories(tmp_path, suite):
+    path = _write(tmp_path, "cfg", SYNTHETIC["6.1"])
+    assert suite.run(f"--kernel-config={path}", "-m", "kernel").returncode == 0
+    assert suite.results()["summary"]["passed"] > 40
+    assert suite.run(f"--kernel-config={path}", "-m", "network").returncode == 5
+
+
+def test_xdist_gives_the_same_verdicts_and_one_report(tmp_path, suite):
+    path = _write(tmp_path, "cfg", SYNTHETIC["5.10"])
+    assert suite.run(f"--kernel-config={path}").returncode == 0
+    serial = {c["id"]: (c["outcome"], c.get("lxc_checkconfig")) for c in suite.results()["checks"]}
+    assert suite.run(f"--kernel-config={path}", "-n", "2").returncode == 0
+    parallel_document = suite.results()
+    parallel = {c["id"]: (c["outcome"], c.get("lxc_checkconfig")) for c in parallel_document["checks"]}
+    assert parallel == serial
+    assert sorted(p.name for p in suite.report_dir.iterdir()) == ["kernel.html", "kernel.json"]
+
+
+def test_no_config_found_skips_with_guidance(pytester, monkeypatch):
+    """A host without any kernel config (this machine has /proc/config.gz, so the
+    search is pointed at empty places)."""
+    import fixtures.kernel_config
+
+    empty = pytester.path / "nowhere"
+    monkeypatch.setattr(fixtures.kernel_config, "candidate_paths", lambda release: [empty / "config.gz"])
+    result = pytester.runpytest(
+        str(ROOT / "checks"), f"--rootdir={ROOT}", "-c", str(ROOT / "pyproject.toml"),
+        f"--report-dir={pytester.path / 'reports'}", "-k", "config_option or config_file",
+    )
+    assert result.ret == 0
+    document = json.loads((pytester.path / "reports" / "kernel.json").read_text())
+    assert document["summary"]["skipped"] == len(document["checks"]) > 40
+    message = document["checks"][0]["message"]
+    assert "no kernel config found" in message and "--kernel-config=PATH" in message
+
+
+def test_empty_and_binary_configs_fail_the_config_check(tmp_path, suite):
+    for name, words in (("empty", "empty"), ("binary-garbage", "binary"), ("gzip-truncated", "damaged gzip")):
+        path = _write(tmp_path, name, SYNTHETIC[name])
+        result = suite.run(f"--kernel-config={path}")
+        assert result.returncode == 1
+        config_file = next(c for c in suite.results()["checks"] if c["id"] == "kernel.config_file")
+        assert config_file["outcome"] == "failed" and words in config_file["message"], config_file
+
+
+def test_html_report_shows_warned_as_its_own_outcome(tmp_path, suite):
+    path = _write(tmp_path, "cfg", config("6.1.0", FULL, drop={"CONFIG_VLAN_8021Q"}))
+    suite.run(f"--kernel-config={path}")
+    html = (suite.report_dir / "kernel.html").read_text()
+    assert 'data-test-result="warned"' in html
+    assert "1 Warned" in html
+    assert "'warned'," in html, "the outcome filter must know 'warned' or it hides those rows"
+    assert "kernel.vlan" in html and "802.1Q VLAN" in html
+    assert "<script src=" not in html and "<link href=\"http" not in html
