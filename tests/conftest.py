@@ -74,7 +74,7 @@ class Suite:
         self.report_dir = report_dir
 
     def run(self, *args: str, timeout: int = 300) -> subprocess.CompletedProcess:
-        command = [sys.executable, "-m", "pytest", "-p", "no:randomly", f"--report-dir={self.report_dir}", *args]
+        command = [sys.executable, "-m", "pytest", f"--report-dir={self.report_dir}", *args]
         return subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=timeout)
 
     def results(self, profile: str = "kernel") -> dict:
