@@ -28,10 +28,11 @@ def _download_debian_configs() -> list[Path]:
         for directory in (out, debs):
             shutil.rmtree(directory, ignore_errors=True)
             directory.mkdir(parents=True)
-        subprocess.run(
-            ["apt-get", "download", *DEBIAN_CONFIG_PACKAGES],
-            cwd=debs, check=True, capture_output=True, timeout=300,
-        )
+        download = ["apt-get", "download", *DEBIAN_CONFIG_PACKAGES]
+        if subprocess.run(download, cwd=debs, capture_output=True, timeout=300).returncode != 0:
+            # A fresh machine may never have fetched its package lists.
+            subprocess.run(["apt-get", "update", "-qq"], check=True, capture_output=True, timeout=600)
+            subprocess.run(download, cwd=debs, check=True, capture_output=True, timeout=300)
         for deb in debs.glob("*.deb"):
             unpacked = debs / deb.stem
             subprocess.run(["dpkg-deb", "-x", str(deb), str(unpacked)], check=True, timeout=120)
