@@ -233,8 +233,10 @@ def test_yaml_that_is_not_utf8(tmp_path):
 
 
 def test_catalogue_ids_are_unique_and_every_test_exists():
-    import checks.test_kernel as module
+    import importlib
 
     assert len(CATALOG.by_id) == len(CATALOG.checks)
     for check in CATALOG.checks:
-        assert hasattr(module, check.test), f"{check.id}: no function {check.test}"
+        assert check.id.startswith(f"{check.category}."), check.id
+        module = importlib.import_module(f"checks.test_{check.category}")
+        assert hasattr(module, check.test), f"{check.id}: no function {check.test} in {module.__name__}"

@@ -1,0 +1,301 @@
+"""Host tuning and LXC configuration, against the profile's `host:` section.
+
+Facts come through testinfra's ``host`` (local by default, ``--hosts`` for
+another machine); ``checks/host.yaml`` says which items run and why.
+"""
+
+import pytest
+
+from fixtures import host_facts
+from fixtures.host_facts import KernelCommandLine, LxcUser, MemoryAccounting, SubordinateIds, Systemd
+from fixtures.host_files import format_size, parse_size, parse_usernet, pam_cgfs_controllers
+
+
+@pytest.fixture(scope="module")
+def systemd(host):
+    return Systemd(host)
+
+
+@pytest.fixture(scope="module")
+def lxc_user(host, profile):
+    name = profile.setting("host.user")
+    return LxcUser(host, name) if name else None
+
+
+@pytest.fixture(scope="module")
+def default_config(host, lxc_user):
+    """The default config new containers get: the user's for unprivileged ones."""
+    if lxc_user is None:
+        path = "/etc/lxc/default.conf"
+    elif lxc_user.exists:
+        path = lxc_user.config_path
+    else:
+        pytest.skip(f"there is no user {lxc_user.name} (see host.lxc_user)")
+    return path, host_facts.lxc_config(host, path)
+
+
+def test_sysctl_minimum(check, host, profile, observed):
+    minimum = profile.sysctl_minimum(check.sysctl)
+    value = int(host.sysctl(check.sysctl))
+    observed.expected = f"{check.sysctl} >= {minimum} (for {profile.containers} containers)"
+    observed.actual = f"{check.sysctl} = {value}"
+    observed.values = {"minimum": minimum}
+    assert value >= minimum, f"{check.sysctl} is {value}; {profile.containers} containers need at least {minimum}"
+
+
+def test_default_tasks_max(check, profile, systemd, observed):
+    minimum = profile.setting("host.default_tasks_max")
+    effective = systemd.default_tasks_max
+    shown = "unlimited" if effective is None else str(effective)
+    observed.expected = f"DefaultTasksMax >= {minimum}"
+    observed.actual = f"DefaultTasksMax={systemd.default_tasks_max_setting} ({shown} tasks)"
+    observed.evidence = "read from " + ("the running systemd" if systemd.running else ", ".join(systemd.system_conf_files))
+    observed.values = {"minimum": minimum}
+    assert effective is None or effective >= minimum, f"DefaultTasksMax allows {effective} tasks; at least {minimum} needed"
+
+
+def test_service_tasks_max(check, profile, systemd, observed):
+    minimum = profile.setting("host.default_tasks_max")
+    units = [unit for unit in check.units if systemd.unit_exists(unit)]
+    if not units:
+        pytest.skip(f"neither {' nor '.join(check.units)} is installed here, so no container starts from them")
+    limits = {unit: systemd.unit_tasks_max(unit) for unit in units}
+    low = {unit: limit for unit, limit in limits.items() if limit is not None and limit < minimum}
+    observed.expected = f"TasksMax >= {minimum} for {', '.join(units)}"
+    observed.actual = ", ".join(f"{u}: {'unlimited' if v is None else v}" for u, v in limits.items())
+    observed.values = {"minimum": minimum, "unit": next(iter(low), units[0])}
+    assert not low, f"too few tasks for containers started from {', '.join(low)}"
+
+
+# Parameters whose effect can be seen in a running kernel that did not need them.
+def _in_force(parameter: str, accounting: MemoryAccounting) -> bool:
+    return {
+        "cgroup_enable=memory": accounting.controller_enabled,
+        "swapaccount=1": accounting.swap_accounting,
+    }.get(parameter, False)
+
+
+def test_kernel_cmdline(check, host, profile, observed):
+    wanted = profile.setting("host.kernel_cmdline")
+    cmdline, accounting = KernelCommandLine(host), MemoryAccounting(host)
+    missing = [p for p in wanted if p not in cmdline.running and not _in_force(p, accounting)]
+    pending = [p for p in missing if p in cmdline.grub]
+    observed.expected = f"{' '.join(wanted)} on the kernel command line, or already the kernel's default"
+    observed.actual = " ".join(cmdline.running)
+    observed.evidence = f"memory controller enabled: {accounting.controller_enabled}; swap accounting files: {accounting.swap_files}"
+    observed.values = {"wanted": " ".join(wanted)}
+    assert not pending, f"{' '.join(pending)} is in /etc/default/grub but not in the running kernel: a reboot is pending"
+    assert not missing, f"the running kernel lacks {' '.join(missing)}"
+
+
+def test_grub_cmdline(check, host, profile, observed):
+    wanted = profile.setting("host.kernel_cmdline")
+    cmdline = KernelCommandLine(host)
+    if not cmdline.grub_files:
+        pytest.skip("no /etc/default/grub: this host does not boot with GRUB; make sure its boot loader passes "
+                    + " ".join(wanted))
+    missing = [p for p in wanted if p not in cmdline.grub]
+    observed.expected = f"{' '.join(wanted)} in GRUB_CMDLINE_LINUX(_DEFAULT)"
+    observed.actual = " ".join(cmdline.grub) or "(no parameters)"
+    observed.evidence = "read from " + ", ".join(cmdline.grub_files)
+    observed.values = {"missing": " ".join(missing)}
+    assert not missing, f"GRUB does not pass {' '.join(missing)}"
+
+
+def test_swap_accounting(check, host, observed):
+    accounting = MemoryAccounting(host)
+    observed.expected = "memory.memsw.limit_in_bytes (cgroup v1) or memory.swap.max (v2) exists"
+    observed.actual = ", ".join(accounting.swap_files) or "no swap accounting files"
+    assert accounting.controller_enabled, "the memory controller is disabled"
+    assert accounting.swap_accounting, "the kernel does not account swap per cgroup"
+
+
+def test_lxc_user_exists(check, lxc_user, observed):
+    observed.expected = f"user {lxc_user.name} exists"
+    observed.actual = f"{lxc_user.name}: home {lxc_user.home}" if lxc_user.exists else f"no user {lxc_user.name}"
+    observed.values = {"user": lxc_user.name}
+    assert lxc_user.exists, f"there is no user {lxc_user.name}"
+
+
+def test_subids_cover_idmap(check, host, lxc_user, default_config, observed):
+    path, config = default_config
+    subids = SubordinateIds(host, check.idmap_kind)
+    maps = [m for m in (config.idmaps() if config else []) if m[0] == check.idmap_kind]
+    uncovered = [m for m in maps if subids.covering(lxc_user.name, m[2], m[3]) is None]
+    observed.expected = f"every lxc.idmap {check.idmap_kind} line of {path} inside {lxc_user.name}'s ranges in {subids.path}"
+    observed.actual = ", ".join(f"{r.start}:{r.count}" for r in subids.of(lxc_user.name)) or f"no range for {lxc_user.name}"
+    observed.evidence = "\n".join(" ".join(map(str, m)) for m in maps) or f"no lxc.idmap {check.idmap_kind} lines in {path}"
+    first = uncovered[0] if uncovered else (check.idmap_kind, 0, 100000, 65536)
+    observed.values = {"user": lxc_user.name, "start": first[2], "end": first[2] + first[3] - 1}
+    if not maps:
+        pytest.skip(f"{path} has no lxc.idmap {check.idmap_kind} line to cover (see host.lxc_idmap)")
+    assert not uncovered, f"not granted in {subids.path}: " + ", ".join(f"{m[2]}-{m[2] + m[3] - 1}" for m in uncovered)
+
+
+def test_subids_disjoint(check, host, lxc_user, observed):
+    subids = SubordinateIds(host, check.idmap_kind)
+    clashes = subids.overlaps(lxc_user.name)
+    observed.expected = f"{lxc_user.name}'s ranges in {subids.path} overlap no other owner's"
+    observed.actual = "; ".join(f"{a.start}:{a.count} overlaps {b.owner}:{b.start}:{b.count} (line {b.line})" for a, b in clashes) or "no overlap"
+    observed.values = {"user": lxc_user.name}
+    assert not clashes, observed.actual
+
+
+def test_raw_idmap(check, host, observed):
+    files = [SubordinateIds(host, kind) for kind in "ug"]
+    missing = [f.path for f in files if f.covering("root", 1000, 1) is None]
+    observed.expected = "root:1000:1 in /etc/subuid and /etc/subgid"
+    observed.actual = f"missing from {', '.join(missing)}" if missing else "present in both"
+    assert not missing, f"root:1000:1 is missing from {', '.join(missing)}"
+
+
+def test_lxc_usernet(check, host, profile, observed):
+    wanted = profile.setting("host.usernet")
+    user = profile.setting("host.user") or "root"
+    text = host_facts.read_text(host, "/etc/lxc/lxc-usernet")
+    grants = [g for g in parse_usernet(text or "") if (g.user, g.type, g.link) == (user, wanted["type"], wanted["link"])]
+    allowed = sum(g.count for g in grants)
+    observed.expected = f"'{user} {wanted['type']} {wanted['link']} N' with N >= {profile.containers}"
+    observed.actual = f"{allowed} allowed" + (f" (lines {', '.join(str(g.line) for g in grants)})" if grants else "")
+    observed.evidence = text if text is not None else "/etc/lxc/lxc-usernet does not exist"
+    observed.values = {"user": user, "type": wanted["type"], "link": wanted["link"], "minimum": max(profile.containers, 1)}
+    assert allowed >= profile.containers, f"{user} may create {allowed} {wanted['type']} on {wanted['link']}; {profile.containers} containers need {profile.containers}"
+
+
+def test_pam_cgfs(check, host, profile, observed):
+    wanted = set(profile.setting("host.pam_cgfs_controllers"))
+    files = [p for p in host_facts.glob(host, "/etc/pam.d/common-session*")]
+    delegated = {path: pam_cgfs_controllers(host_facts.read_text(host, path) or "") for path in files}
+    short = {path: sorted(wanted - (found or set())) for path, found in delegated.items() if not wanted <= (found or set())}
+    observed.expected = f"pam_cgfs.so -c with {','.join(sorted(wanted))} in every common-session file"
+    observed.actual = "; ".join(f"{p}: {','.join(sorted(c)) if c else 'no pam_cgfs'}" for p, c in delegated.items()) or "no common-session files"
+    observed.values = {"wanted": ",".join(profile.setting("host.pam_cgfs_controllers"))}
+    assert files, "no /etc/pam.d/common-session* files"
+    assert not short, "; ".join(f"{p} lacks {', '.join(m)}" for p, m in short.items())
+
+
+def test_lxc_path_traversable(check, lxc_user, observed):
+    if not lxc_user.exists:
+        pytest.skip(f"there is no user {lxc_user.name} (see host.lxc_user)")
+    blocked = lxc_user.untraversable()
+    observed.expected = f"every directory down to {lxc_user.lxc_path} has o+x"
+    observed.actual = ", ".join(blocked) or "all traversable"
+    observed.values = {"blocked": " ".join(b.split(" ")[0] for b in blocked)}
+    assert not blocked, f"not traversable by the container's root: {', '.join(blocked)}"
+
+
+def _lxc_value(config, key: str) -> str | None:
+    if key == "memory":
+        return config.get("lxc.cgroup.memory.limit_in_bytes") or config.get("lxc.cgroup2.memory.max")
+    if key == "memsw":
+        v1 = config.get("lxc.cgroup.memory.memsw.limit_in_bytes")
+        if v1 is not None:
+            return v1
+        swap, memory = config.get("lxc.cgroup2.memory.swap.max"), config.get("lxc.cgroup2.memory.max")
+        if swap is not None and memory is not None and parse_size(swap) is not None and parse_size(memory) is not None:
+            return format_size(parse_size(swap) + parse_size(memory))
+        return None
+    if key == "lxc.idmap":
+        return "\n".join(config.values("lxc.idmap")) or None
+    return config.get(key)
+
+
+def _same(key: str, expected, found: str | None) -> bool:
+    if found is None:
+        return False
+    if key in ("memory", "memsw"):
+        return parse_size(found) == parse_size(expected)
+    if key == "lxc.idmap":
+        return sorted(" ".join(line.split()) for line in found.splitlines()) == sorted(expected)
+    return found.strip() == str(expected)
+
+
+def test_lxc_default(check, profile, default_config, observed):
+    path, config = default_config
+    expected = profile.setting(check.setting)
+    found = _lxc_value(config, check.lxc_key) if config else None
+    shown = "\n".join(expected) if isinstance(expected, list) else str(expected)
+    observed.expected = f"{check.lxc_key} = {shown}" if check.lxc_key not in ("memory", "memsw") else f"{check.lxc_key} limit {shown}"
+    observed.actual = f"{found}" if found is not None else f"not set in {path}"
+    entry = config.entry(check.lxc_key) if config else None
+    observed.evidence = entry.where() if entry else ("\n".join(e.where() for e in config.entries) if config else f"{path} does not exist")
+    observed.values = {
+        "expected": shown,
+        "config": path,
+        "expected_lines": "; ".join(f"'lxc.idmap = {line}'" for line in expected) if isinstance(expected, list) else shown,
+    }
+    assert config is not None, f"{path} does not exist"
+    assert _same(check.lxc_key, expected, found), f"{path} sets {found!r}, the profile wants {shown!r}"
+
+
+def test_lxc_legacy_keys(check, host, lxc_user, observed):
+    paths = ["/etc/lxc/default.conf"] + ([lxc_user.config_path] if lxc_user and lxc_user.exists else [])
+    configs = {path: host_facts.lxc_config(host, path) for path in paths}
+    version = host_facts.version_tuple(host_facts.lxc_version(host))
+    legacy = [e for config in configs.values() if config for e in config.legacy_entries()]
+    observed.expected = "only LXC 3+ keys (lxc.net.N.*, lxc.idmap, ...)"
+    observed.actual = "; ".join(e.where() for e in legacy) or f"no legacy keys in {', '.join(p for p, c in configs.items() if c)}"
+    observed.values = {
+        "config": " ".join(sorted({e.path for e in legacy})) or paths[0],
+        "renames": ", ".join(f"{e.key} -> {e.current_key or '(removed)'}" for e in legacy),
+    }
+    if version is None or version < (3,):
+        pytest.skip("LXC is not installed or older than 3.0, which still reads the old keys")
+    assert not legacy, f"LXC {'.'.join(map(str, version))} rejects " + ", ".join(
+        f"{e.key} (line {e.line}; now {e.current_key or 'removed'})" for e in legacy
+    )
+
+
+def test_lxc_net_disabled(check, host, observed):
+    text = host_facts.read_text(host, "/etc/default/lxc-net")
+    from fixtures.host_files import parse_shell_assignments
+
+    setting = parse_shell_assignments(text or "").get("USE_LXC_BRIDGE")
+    observed.expected = 'USE_LXC_BRIDGE="false" in /etc/default/lxc-net'
+    observed.actual = f'USE_LXC_BRIDGE="{setting}"' if setting is not None else "USE_LXC_BRIDGE not set (lxc-net's default is true)"
+    if text is None:
+        observed.actual = "/etc/default/lxc-net does not exist"
+    assert text is None or setting == "false", "lxc-net would start its own dnsmasq on lxcbr0 and take port 67"
+
+
+def test_autostart(check, host, profile, lxc_user, systemd, observed):
+    if lxc_user and not lxc_user.exists:
+        pytest.skip(f"there is no user {lxc_user.name} (see host.lxc_user)")
+    crontab = lxc_user.crontab if lxc_user else None
+    line = None
+    if crontab:
+        from fixtures.host_files import crontab_has
+
+        line = crontab_has(crontab, "@reboot", "lxc-autostart")
+    service = systemd.enabled("lxc.service")
+    owner = lxc_user.name if lxc_user else "root"
+    observed.expected = f"'@reboot lxc-autostart' in {owner}'s crontab" + ("" if lxc_user else " or lxc.service enabled")
+    observed.actual = line or ("lxc.service enabled" if service else f"no @reboot lxc-autostart for {owner}")
+    observed.values = {"user": owner}
+    if lxc_user:
+        assert line, f"{owner}'s crontab does not run lxc-autostart at boot"
+    else:
+        assert line or service, "nothing starts the containers at boot"
+
+
+def test_minimum_version(check, host, profile, observed):
+    minimum = profile.setting(check.setting)
+    if check.id == "host.lxc_version":
+        text = host_facts.lxc_version(host)
+    else:
+        text = host.sysctl("kernel.osrelease")
+    observed.expected = f">= {minimum}"
+    observed.actual = text or "not installed"
+    observed.values = {"expected": minimum}
+    found = host_facts.version_tuple(text)
+    assert found is not None, f"cannot tell the version ({observed.actual})"
+    assert found >= host_facts.version_tuple(minimum), f"{text} is older than {minimum}"
+
+
+def test_virtualization(check, host, observed):
+    flags = host_facts.cpu_virtualization(host)
+    kvm = host.file("/dev/kvm").exists
+    observed.expected = "/dev/kvm and a CPU flag vmx or svm"
+    observed.actual = f"/dev/kvm {'present' if kvm else 'missing'}; CPU flags: {', '.join(flags) or 'none'}"
+    assert flags, "the CPU does not offer hardware virtualization (or it is disabled in firmware)"
+    assert kvm, "/dev/kvm is missing: the kvm module is not loaded"

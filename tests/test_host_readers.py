@@ -1,0 +1,139 @@
+"""Unit tests of the host file parsers, and of host checks in states this
+machine cannot be put in (a pending reboot, no swap accounting, KVM), with a
+fake testinfra host."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import pytest
+
+import checks.test_host as host_checks
+from fixtures.catalog import Catalog
+from fixtures.host_files import (
+    LxcConfig,
+    crontab_has,
+    grub_cmdline,
+    pam_cgfs_controllers,
+    parse_size,
+    parse_subids,
+    parse_usernet,
+    resolve_tasks_max,
+    systemd_setting,
+)
+from fixtures.plugin import Observation
+from fixtures.profiles import load
+
+CATALOG = Catalog.load()
+
+
+def test_subids_cover_and_overlap():
+    ranges = parse_subids("inst:100000:65536\nbad line\nother:165536:65536\nroot:1000:1\n")
+    assert [r.owner for r in ranges] == ["inst", "other", "root"]
+    inst, other, _ = ranges
+    assert inst.covers(100000, 65536) and not inst.covers(100000, 65537)
+    assert not inst.overlaps(other)
+    assert inst.overlaps(parse_subids("x:165535:10")[0])
+
+
+def test_lxc_config_understands_legacy_and_current_keys():
+    legacy = LxcConfig.parse(
+        "# seed 000\nlxc.id_map = u 0 100000 65536\nlxc.id_map = g 0 100000 65536\n"
+        "lxc.network.type = veth\nlxc.network.link = br0\nlxc.network.type = veth\nlxc.network.link = br1\n"
+        "lxc.cgroup.memory.limit_in_bytes = 512M\n"
+    )
+    assert legacy.idmaps() == [("u", 0, 100000, 65536), ("g", 0, 100000, 65536)]
+    assert legacy.get("lxc.net.0.link") == "br0" and legacy.get("lxc.net.1.link") == "br1"
+    assert [e.key for e in legacy.legacy_entries()] == ["lxc.id_map"] * 2 + ["lxc.network.type", "lxc.network.link"] * 2
+    assert legacy.get("lxc.cgroup.memory.limit_in_bytes") == "512M"
+    current = LxcConfig.parse("lxc.idmap = u 0 100000 65536\nlxc.net.0.type = veth\nlxc.include = /x.conf\n")
+    assert current.legacy_entries() == [] and current.includes == ["/x.conf"]
+    assert LxcConfig.parse("lxc.network.0.link = br9\n").get("lxc.net.0.link") == "br9"
+
+
+def test_grub_cmdline_reads_both_variables_and_expansions():
+    text = 'GRUB_CMDLINE_LINUX="console=ttyS0"\nGRUB_CMDLINE_LINUX_DEFAULT="$GRUB_CMDLINE_LINUX_DEFAULT quiet cgroup_enable=memory swapaccount=1"\n'
+    assert grub_cmdline([text]) == ["console=ttyS0", "quiet", "cgroup_enable=memory", "swapaccount=1"]
+    assert grub_cmdline([text, 'GRUB_CMDLINE_LINUX_DEFAULT="quiet"\n']) == ["console=ttyS0", "quiet"]
+
+
+def test_pam_cgfs_controllers():
+    assert pam_cgfs_controllers("session\toptional\tpam_cgfs.so -c freezer,memory,name=systemd,devices\n") == {
+        "freezer", "memory", "name=systemd", "devices"}
+    assert pam_cgfs_controllers("# session optional pam_cgfs.so -c devices\n") is None
+    assert pam_cgfs_controllers("session optional pam_unix.so\n") is None
+
+
+def test_usernet_and_crontab():
+    grants = parse_usernet("# comment\ninst veth br0 60\n@students veth br0 10\nbad\n")
+    assert [(g.user, g.count) for g in grants] == [("inst", 60), ("@students", 10)]
+    assert crontab_has("# m h dom mon dow command\n@reboot lxc-autostart\n", "@reboot", "lxc-autostart")
+    assert crontab_has("@reboot /usr/bin/lxc-autostart -g workshop\n", "@reboot", "lxc-autostart")
+    assert crontab_has("#@reboot lxc-autostart\n", "@reboot", "lxc-autostart") is None
+
+
+def test_systemd_settings_and_task_limits():
+    texts = ["[Manager]\n#DefaultTasksMax=15%\n", "[Manager]\nDefaultTasksMax=12288\n"]
+    assert systemd_setting(texts, "Manager", "DefaultTasksMax") == "12288"
+    assert systemd_setting(texts[:1], "Manager", "DefaultTasksMax") is None
+    assert resolve_tasks_max(None, 32768) == 4915
+    assert resolve_tasks_max("50%", 1000) == 500
+
+
+def test_sizes():
+    assert parse_size("512M") == 512 << 20 and parse_size("1G") == 1 << 30 and parse_size("512MiB") == 512 << 20
+
+
+def test_profile_derives_sysctl_minimums():
+    workshop = load("workshop", CATALOG)
+    assert workshop.containers == 40
+    assert workshop.sysctl_minimum("fs.inotify.max_user_instances") == 40 * 6 + 16
+    assert workshop.sysctl_minimum("fs.aio-max-nr") == 1000000
+    assert workshop.sysctl_minimum("fs.inotify.max_user_watches") == 40 * 1024 + 8192
+    assert load("host", CATALOG).sysctl_minimum("fs.inotify.max_user_instances") == 128
+    assert workshop.sysctl_minimum("no.such.key") is None
+
+
+# --- checks in states this machine cannot reach ------------------------------
+
+
+class FakeHost:
+    """Just enough of testinfra's Host: files and a command runner."""
+
+    def __init__(self, files: dict[str, str]) -> None:
+        self.files = files
+
+    def file(self, path: str):
+        exists = path in self.files
+        return SimpleNamespace(exists=exists, is_file=exists, content_string=self.files.get(path, ""))
+
+    def run(self, command: str, *args):
+        pattern = command.split("for f in ", 1)[1].split(";")[0] if "for f in" in command else ""
+        matches = [p for p in self.files if pattern and p.startswith(pattern.rstrip("*.cfg"))]
+        return SimpleNamespace(rc=0, stdout="\n".join(matches))
+
+
+WORKSHOP = load("workshop", CATALOG)
+NO_SWAP = {"/proc/cgroups": "#subsys_name\thierarchy\tnum_cgroups\tenabled\nmemory\t4\t1\t0\n", "/proc/cmdline": "quiet"}
+
+
+def test_reboot_pending_is_said_clearly():
+    host = FakeHost({**NO_SWAP, "/etc/default/grub": 'GRUB_CMDLINE_LINUX_DEFAULT="cgroup_enable=memory swapaccount=1"\n'})
+    with pytest.raises(AssertionError, match="a reboot is pending"):
+        host_checks.test_kernel_cmdline(CATALOG.by_id["host.kernel_cmdline"], host, WORKSHOP, Observation())
+
+
+def test_kernel_without_memory_accounting_fails():
+    with pytest.raises(AssertionError, match="lacks cgroup_enable=memory swapaccount=1"):
+        host_checks.test_kernel_cmdline(CATALOG.by_id["host.kernel_cmdline"], FakeHost(NO_SWAP), WORKSHOP, Observation())
+    with pytest.raises(AssertionError, match="memory controller is disabled"):
+        host_checks.test_swap_accounting(CATALOG.by_id["host.swap_accounting"], FakeHost(NO_SWAP), Observation())
+
+
+def test_kvm_host_passes_virtualization():
+    host = FakeHost({"/proc/cpuinfo": "flags\t\t: fpu vme vmx sse\n", "/dev/kvm": ""})
+    observed = Observation()
+    host_checks.test_virtualization(CATALOG.by_id["host.virtualization"], host, observed)
+    assert observed.actual == "/dev/kvm present; CPU flags: vmx"
+    with pytest.raises(AssertionError, match="/dev/kvm is missing"):
+        host_checks.test_virtualization(CATALOG.by_id["host.virtualization"], FakeHost({"/proc/cpuinfo": "flags : svm"}), observed)
