@@ -1,0 +1,263 @@
+"""The network checks against real bridges, dnsmasq processes and DHCP exchanges.
+
+A seed-000-style network (a bridge and a dnsmasq serving it, on a private
+subnet of this run) is built per test; faults are injected one at a time and
+each must fail its check, with evidence, within its time bound. After every
+test nothing of it may remain: no namespace, veth, bridge or dnsmasq.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import psutil
+import pytest
+from pyroute2 import IPRoute, netns
+
+from conftest import ROOT
+from fixtures.lab_network import LABEL, LabNetwork, Probe, stop_process
+from hoststate import HostState
+
+NETWORK_CHECKS_TIMEOUT_S = 3
+# DHCP sockets and DHCP servers are host-wide facts: one test's stray server is
+# seen by every other test's checks (and a wildcard dnsmasq cannot even start
+# beside another bridge's), so these tests run one at a time, whichever worker
+# or process they are in: each holds the host-wide test lock.
+pytestmark = pytest.mark.xdist_group("host-state")
+
+
+@pytest.fixture(autouse=True)
+def host_lock():
+    with HostState():
+        yield
+
+
+def leftovers(run_id: str) -> list[str]:
+    """Anything on the host that carries RUN_ID."""
+    found = []
+    with IPRoute() as ipr:
+        for link in ipr.get_links():
+            name, alias = link.get_attr("IFLA_IFNAME"), link.get_attr("IFLA_IFALIAS") or ""
+            if run_id[:8] in name or run_id in alias:
+                found.append(f"link {name}")
+    found += [f"netns {n}" for n in netns.listnetns() if run_id[:8] in n]
+    for process in psutil.process_iter(["name", "cmdline"]):
+        if process.info["name"] == "dnsmasq" and run_id[:8] in " ".join(process.info["cmdline"] or []):
+            found.append(f"dnsmasq {process.pid}")
+    found += [str(p) for p in Path("/tmp").glob(f"lxc-compliance-{run_id}*")]
+    return found
+
+
+@pytest.fixture
+def seed_network(tmp_path):
+    """A bridge with a dnsmasq serving it, as seed 000 sets up br0 (on a private subnet)."""
+    run_id = uuid.uuid4().hex[:10]
+    lab = LabNetwork(run_id, lease_time="12h")
+    with lab:
+        yield lab
+    assert leftovers(run_id) == []
+
+
+def _profile(tmp_path: Path, lab: LabNetwork, containers: int = 40, extra: str = "") -> Path:
+    path = tmp_path / "net.yaml"
+    path.write_text(
+        f"extends: {ROOT / 'profiles' / 'kernel.yaml'}\ncategories: [network]\n"
+        f"host:\n  containers: {containers}\n"
+        f"network:\n  bridge: {lab.bridge}\n  subnet: {lab.subnet}\n  forward_delay: 0\n  stp: false\n"
+        f"  dhcp: {{margin: 5, min_lease_time: 1h, timeout_s: {NETWORK_CHECKS_TIMEOUT_S}, second_server_window_s: 1}}\n"
+        + extra
+    )
+    return path
+
+
+def _run(suite, profile: Path) -> tuple[dict[str, dict], float]:
+    started = time.monotonic()
+    result = suite.run(f"--profile={profile}", timeout=120)
+    elapsed = time.monotonic() - started
+    assert result.returncode in (0, 1), result.stdout + result.stderr
+    return {c["id"]: c for c in suite.results("net")["checks"]}, elapsed
+
+
+def _failed(checks: dict[str, dict]) -> set[str]:
+    return {i for i, c in checks.items() if c["outcome"] == "failed"}
+
+
+def test_lab_profile_passes_with_a_real_lease(suite):
+    result = suite.run("--profile=lab", "-m", "network", timeout=120)
+    assert result.returncode == 0, result.stdout
+    document = suite.results("lab")
+    checks = {c["id"]: c for c in document["checks"]}
+    assert {i: c["outcome"] for i, c in checks.items() if c["outcome"] != "passed"} == {"network.checksum_fill": "warned"}
+    exchange = checks["network.dhcp_exchange"]
+    assert 0 < exchange["metrics"]["time_to_lease_s"] < NETWORK_CHECKS_TIMEOUT_S
+    assert leftovers(document["run_id"]) == []
+
+
+def test_seed_network_passes(seed_network, tmp_path, suite):
+    checks, _ = _run(suite, _profile(tmp_path, seed_network))
+    assert _failed(checks) == set()
+    assert checks["network.dhcp_range"]["actual"].endswith("lease 12h) from command line")
+
+
+def test_dnsmasq_killed(seed_network, tmp_path, suite):
+    stop_process(seed_network.dnsmasq_pid)
+    checks, elapsed = _run(suite, _profile(tmp_path, seed_network))
+    assert _failed(checks) == {"network.dnsmasq_serves_bridge", "network.dhcp_exchange"}
+    assert f"no dnsmasq serves {seed_network.bridge}" in checks["network.dnsmasq_serves_bridge"]["message"]
+    assert f"no OFFER within {NETWORK_CHECKS_TIMEOUT_S} s" in checks["network.dhcp_exchange"]["message"]
+    assert elapsed < NETWORK_CHECKS_TIMEOUT_S + 10
+
+
+def test_nothing_answers_within_the_bound(seed_network, tmp_path, suite):
+    """dnsmasq runs and is configured for the bridge, but does not answer (stopped)."""
+    os.kill(seed_network.dnsmasq_pid, signal.SIGSTOP)
+    try:
+        checks, elapsed = _run(suite, _profile(tmp_path, seed_network))
+    finally:
+        os.kill(seed_network.dnsmasq_pid, signal.SIGCONT)
+    assert _failed(checks) == {"network.dhcp_exchange"}
+    assert checks["network.dhcp_single_server"]["outcome"] == "skipped"
+    assert elapsed < NETWORK_CHECKS_TIMEOUT_S + 10
+
+
+def _restart_dnsmasq(lab: LabNetwork, replace: dict[str, str]) -> None:
+    stop_process(lab.dnsmasq_pid)
+    command = [replace.get(arg.split("=")[0], arg) if arg.split("=")[0] in replace else arg for arg in lab.dnsmasq_command()]
+    command = [replace[a.split("=")[0]] if a.split("=")[0] in replace else a for a in command]
+    process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                               start_new_session=True)
+    lab._cleanup.callback(stop_process, process.pid)
+    lab.dnsmasq_pid = process.pid
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and 67 not in {c.laddr.port for c in psutil.Process(process.pid).net_connections("udp4")}:
+        time.sleep(0.02)
+
+
+def test_range_outside_the_subnet(seed_network, tmp_path, suite):
+    _restart_dnsmasq(seed_network, {"--dhcp-range": "--dhcp-range=192.168.254.10,192.168.254.100,1h"})
+    checks, _ = _run(suite, _profile(tmp_path, seed_network))
+    # dnsmasq cannot offer from a range that is not on the bridge, so no lease either.
+    assert _failed(checks) == {"network.dhcp_range", "network.dhcp_exchange"}
+    assert "no dhcp-range lies inside" in checks["network.dhcp_range"]["message"]
+
+
+def test_range_smaller_than_the_fleet(seed_network, tmp_path, suite):
+    first = seed_network.subnet.network_address
+    _restart_dnsmasq(seed_network, {"--dhcp-range": f"--dhcp-range={first + 10},{first + 29},1h"})
+    checks, _ = _run(suite, _profile(tmp_path, seed_network))
+    assert _failed(checks) == {"network.dhcp_range"}
+    assert "the range has 20 addresses; 45 needed" in checks["network.dhcp_range"]["message"]
+    assert "45 addresses" in checks["network.dhcp_range"]["remediation"]
+
+
+def test_bridge_set_down(seed_network, tmp_path, suite):
+    with IPRoute() as ipr:
+        ipr.link("set", index=ipr.link_lookup(ifname=seed_network.bridge)[0], state="down")
+    checks, _ = _run(suite, _profile(tmp_path, seed_network))
+    assert _failed(checks) == {"network.bridge_up"}
+    assert checks["network.dhcp_exchange"]["outcome"] == "skipped"
+
+
+def test_bridge_missing(tmp_path, suite):
+    profile = tmp_path / "net.yaml"
+    profile.write_text(f"extends: {ROOT / 'profiles' / 'kernel.yaml'}\ncategories: [network]\nnetwork:\n  bridge: lxcbnone0\n")
+    checks, _ = _run(suite, profile)
+    assert _failed(checks) == {"network.bridge_exists", "network.dnsmasq_serves_bridge"}
+    assert "Create it" in checks["network.bridge_exists"]["remediation"]
+
+
+def test_second_server_in_a_namespace_on_the_bridge(seed_network, tmp_path, suite):
+    """A rogue DHCP server in a container-like namespace on the bridge."""
+    with Probe(seed_network.bridge, seed_network.run_id, number=9) as rogue:
+        rogue_address = str(seed_network.subnet.broadcast_address - 1)
+        subprocess.run(["ip", "-n", rogue.namespace, "addr", "add", f"{rogue_address}/{seed_network.subnet.prefixlen}", "dev", "eth0"], check=True)
+        first = seed_network.subnet.network_address
+        process = subprocess.Popen(
+            ["ip", "netns", "exec", rogue.namespace, "dnsmasq", "--keep-in-foreground", "--conf-file=/dev/null", "--port=0",
+             "--no-ping", f"--dhcp-range={first + 200},{first + 220},1h", f"--dhcp-leasefile={tmp_path / 'rogue.leases'}",
+             f"--pid-file={tmp_path / 'rogue.pid'}", "--user=root", "--interface=eth0", "--bind-interfaces"],
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            time.sleep(0.3)
+            checks, _ = _run(suite, _profile(tmp_path, seed_network))
+        finally:
+            process.terminate()
+            process.wait(10)
+    # Whichever offer arrives first wins: when it is the rogue's, the exchange
+    # check rightly fails too, naming the rogue as the lease's server.
+    assert "network.dhcp_single_server" in _failed(checks) <= {"network.dhcp_single_server", "network.dhcp_exchange"}
+    if "network.dhcp_exchange" in _failed(checks):
+        assert rogue_address in checks["network.dhcp_exchange"]["message"]
+    assert rogue_address in checks["network.dhcp_single_server"]["message"]
+    assert rogue_address in checks["network.dhcp_single_server"]["remediation"]
+
+
+def test_stray_server_bound_to_every_interface(seed_network, tmp_path, suite):
+    """lxc-net's classic mistake (seed 000): a dnsmasq holding port 67 on every
+    interface starts first, and the bridge's own dnsmasq can no longer bind."""
+    stop_process(seed_network.dnsmasq_pid)
+    stray = subprocess.Popen(
+        ["dnsmasq", "--keep-in-foreground", "--conf-file=/dev/null", "--port=0", "--no-ping",
+         "--dhcp-range=192.168.253.10,192.168.253.20,1h", f"--dhcp-leasefile={tmp_path / 'stray.leases'}",
+         f"--pid-file={tmp_path / 'stray.pid'}", "--user=root"],
+        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and stray.poll() is None and 67 not in {
+            c.laddr.port for c in psutil.Process(stray.pid).net_connections("udp4")
+        }:
+            time.sleep(0.02)
+        assert stray.poll() is None, stray.stderr.read()
+        ours = subprocess.run(seed_network.dnsmasq_command(), capture_output=True, text=True, timeout=10)
+        assert "Address already in use" in ours.stderr  # what the organiser sees at the event
+        checks, _ = _run(suite, _profile(tmp_path, seed_network))
+    finally:
+        stray.terminate()
+        stray.wait(10)
+        stray.stderr.close()
+    assert _failed(checks) == {"network.dhcp_port_exclusive", "network.dhcp_range", "network.dhcp_exchange"}
+    message = checks["network.dhcp_port_exclusive"]["message"]
+    assert "(all interfaces)" in message and "holds its DHCP port" in message
+    assert "USE_LXC_BRIDGE" in checks["network.dhcp_port_exclusive"]["remediation"]
+
+
+def test_stale_leases_eat_the_pool(seed_network, tmp_path, suite):
+    stop_process(seed_network.dnsmasq_pid)
+    first = seed_network.subnet.network_address
+    expiry = int(time.time()) + 3600
+    stale = "".join(f"{expiry} 52:56:00:00:00:{i:02x} {first + 10 + i} pc{i} *\n" for i in range(220))
+    seed_network.leasefile.write_text(stale)
+    _restart_dnsmasq(seed_network, {})
+    checks, _ = _run(suite, _profile(tmp_path, seed_network))
+    assert _failed(checks) == {"network.dhcp_pool_headroom"}
+    assert "220 of 241 addresses leased" in checks["network.dhcp_pool_headroom"]["actual"]
+
+
+def test_interrupt_during_the_dhcp_exchange_leaves_nothing(tmp_path):
+    """Ctrl-C while the probe namespace exists: everything of the run is removed."""
+    report_dir = tmp_path / "reports"
+    profile = tmp_path / "slow.yaml"
+    profile.write_text(f"extends: {ROOT / 'profiles' / 'lab.yaml'}\nnetwork:\n  dhcp: {{second_server_window_s: 20}}\n")
+    # As from a terminal: SIGINT delivered (xdist workers and background jobs ignore it).
+    process = subprocess.Popen([sys.executable, "-m", "pytest", f"--profile={profile}", "-m", "network", f"--report-dir={report_dir}"],
+                               cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    run_id = None
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and run_id is None:
+        run_id = next((n.split("-", 1)[1][:8] for n in netns.listnetns() if n.startswith("lxcc-")), None)
+        time.sleep(0.05)
+    assert run_id, "the probe namespace never appeared"
+    time.sleep(1.0)  # well inside the 20 s listening window
+    os.killpg(process.pid, signal.SIGINT)
+    output, _ = process.communicate(timeout=60)
+    assert process.returncode != 0
+    assert b"KeyboardInterrupt" in output or b"Interrupted" in output
+    assert leftovers(run_id) == []
