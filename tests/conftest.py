@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
 import lzma
 import os
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -20,27 +22,40 @@ DEBIAN_CONFIG_PACKAGES = ("linux-config-6.1", "linux-config-6.12")
 
 
 def _download_debian_configs() -> list[Path]:
-    """Debian's own kernel configs (three flavours per package), unpacked once."""
+    """Debian's own kernel configs (three flavours per package), unpacked once.
+
+    xdist workers share the cache: one downloads under a lock, into a temporary
+    directory renamed into place when complete; the others wait and reuse it.
+    """
     out = CACHE / "debian-configs"
-    done = out / ".complete"
-    if not done.exists():
-        debs = CACHE / "debs"
-        for directory in (out, debs):
-            shutil.rmtree(directory, ignore_errors=True)
-            directory.mkdir(parents=True)
-        download = ["apt-get", "download", *DEBIAN_CONFIG_PACKAGES]
-        if subprocess.run(download, cwd=debs, capture_output=True, timeout=300).returncode != 0:
-            # A fresh machine may never have fetched its package lists.
-            subprocess.run(["apt-get", "update", "-qq"], check=True, capture_output=True, timeout=600)
-            subprocess.run(download, cwd=debs, check=True, capture_output=True, timeout=300)
-        for deb in debs.glob("*.deb"):
-            unpacked = debs / deb.stem
-            subprocess.run(["dpkg-deb", "-x", str(deb), str(unpacked)], check=True, timeout=120)
-            for packed in unpacked.rglob("config.*.xz"):
-                package = deb.name.split("_")[0]
-                (out / f"{package}-{packed.name[7:-3]}").write_bytes(lzma.decompress(packed.read_bytes()))
-        done.touch()
+    CACHE.mkdir(parents=True, exist_ok=True)
+    with open(CACHE / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not out.is_dir():
+            work = Path(tempfile.mkdtemp(dir=CACHE, prefix=".download-"))
+            try:
+                _fetch_into(work)
+                (work / "configs").rename(out)
+            finally:
+                shutil.rmtree(work, ignore_errors=True)
     return sorted(p for p in out.iterdir() if not p.name.startswith("."))
+
+
+def _fetch_into(work: Path) -> None:
+    debs, configs = work / "debs", work / "configs"
+    debs.mkdir()
+    configs.mkdir()
+    download = ["apt-get", "download", *DEBIAN_CONFIG_PACKAGES]
+    if subprocess.run(download, cwd=debs, capture_output=True, timeout=300).returncode != 0:
+        # A fresh machine may never have fetched its package lists.
+        subprocess.run(["apt-get", "update", "-qq"], check=True, capture_output=True, timeout=600)
+        subprocess.run(download, cwd=debs, check=True, capture_output=True, timeout=300)
+    for deb in debs.glob("*.deb"):
+        unpacked = debs / deb.stem
+        subprocess.run(["dpkg-deb", "-x", str(deb), str(unpacked)], check=True, timeout=120)
+        for packed in unpacked.rglob("config.*.xz"):
+            package = deb.name.split("_")[0]
+            (configs / f"{package}-{packed.name[7:-3]}").write_bytes(lzma.decompress(packed.read_bytes()))
 
 
 @pytest.fixture(scope="session")

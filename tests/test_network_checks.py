@@ -261,3 +261,43 @@ def test_interrupt_during_the_dhcp_exchange_leaves_nothing(tmp_path):
     assert process.returncode != 0
     assert b"KeyboardInterrupt" in output or b"Interrupted" in output
     assert leftovers(run_id) == []
+
+
+def test_bridge_settings_and_lease_time_that_differ_from_the_profile(seed_network, tmp_path, suite):
+    uplink = f"lxcu{seed_network.run_id[:8]}"
+    extra = "  uplink: " + uplink + "\n  mtu: 9000\n"
+    profile = _profile(tmp_path, seed_network, extra=extra)
+    profile.write_text(profile.read_text().replace("forward_delay: 0", "forward_delay: 2").replace("stp: false", "stp: true")
+                       .replace("min_lease_time: 1h", "min_lease_time: 1d"))
+    checks, _ = _run(suite, profile)
+    assert _failed(checks) == {"network.bridge_forward_delay", "network.bridge_stp", "network.bridge_mtu",
+                               "network.bridge_uplink", "network.dhcp_lease_time"}
+    assert "12h" in checks["network.dhcp_lease_time"]["actual"]
+    # Now give the bridge what the profile asks for (a veth end stands in for the uplink NIC;
+    # this kernel has no dummy links).
+    with IPRoute() as ipr:
+        bridge = ipr.link_lookup(ifname=seed_network.bridge)[0]
+        seed_network._cleanup.callback(lambda: subprocess.run(["ip", "link", "del", uplink], capture_output=True))
+        ipr.link("add", ifname=uplink, kind="veth", peer=f"{uplink}p", mtu=9000)
+        ipr.link("set", index=ipr.link_lookup(ifname=uplink)[0], master=bridge, state="up")
+        ipr.link("set", index=bridge, mtu=9000)
+    subprocess.run(["ip", "link", "set", seed_network.bridge, "type", "bridge", "forward_delay", "200", "stp_state", "1"], check=True)
+    checks, _ = _run(suite, profile)
+    assert _failed(checks) == {"network.dhcp_lease_time"}
+
+
+def test_checksum_fill_rule_is_found(seed_network, tmp_path, suite):
+    rule = ["-t", "mangle", "-A", "POSTROUTING", "-o", seed_network.bridge, "-p", "udp", "--dport", "68",
+            "-j", "CHECKSUM", "--checksum-fill"]
+    had_mangle = subprocess.run(["nft", "list", "table", "ip", "mangle"], capture_output=True).returncode == 0
+    checks, _ = _run(suite, _profile(tmp_path, seed_network))
+    assert checks["network.checksum_fill"]["outcome"] == "warned"
+    subprocess.run(["iptables", *rule], check=True)
+    try:
+        checks, _ = _run(suite, _profile(tmp_path, seed_network))
+    finally:
+        subprocess.run(["iptables", *[("-D" if a == "-A" else a) for a in rule]], check=True)
+        if not had_mangle:  # iptables leaves the table it created behind
+            subprocess.run(["nft", "delete", "table", "ip", "mangle"], check=True)
+    assert checks["network.checksum_fill"]["outcome"] == "passed"
+    assert "CHECKSUM" in checks["network.checksum_fill"]["actual"]

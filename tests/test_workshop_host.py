@@ -248,3 +248,36 @@ def test_containers_started_from_cron_get_its_task_limit(state, tmp_path, suite)
     assert "cron.service: 100" in check["actual"] and "TasksMax=12288" in check["remediation"]
     state.write(unit, "[Service]\nExecStart=/usr/sbin/cron -f\n")  # inherits DefaultTasksMax=12288
     assert _host_outcomes(suite, profile)["host.cron_tasks_max"] == "passed"
+
+
+# sysctl -> the check that must fail when it is one below the workshop's minimum.
+# (user.max_user_namespaces is read-only in this sandbox: tests/test_host_readers.py.)
+LOWERED = {
+    "fs.inotify.max_user_watches": "host.inotify_watches",
+    "kernel.pid_max": "host.pid_max",
+    "kernel.threads-max": "host.threads_max",
+    "net.ipv4.neigh.default.gc_thresh2": "host.neigh_gc_thresh2",
+    "net.ipv4.neigh.default.gc_thresh3": "host.neigh_gc_thresh3",
+}
+
+
+def test_each_sysctl_below_its_minimum_fails_its_check(state, tmp_path, suite):
+    from fixtures.catalog import Catalog
+    from fixtures.profiles import load
+
+    workshop = _build(state, omit=None)
+    profile = _profile(tmp_path, workshop.user)
+    minimums = load(str(profile), Catalog.load())
+    for key in LOWERED:
+        state.sysctl(key, minimums.sysctl_minimum(key) - 1)
+    outcomes = _host_outcomes(suite, profile)
+    assert {i for i, o in outcomes.items() if o == "failed"} == set(LOWERED.values())
+    check = next(c for c in suite.results("site")["checks"] if c["id"] == "host.pid_max")
+    assert f"kernel.pid_max={minimums.sysctl_minimum('kernel.pid_max')}" in check["remediation"]
+
+
+def test_kernel_older_than_the_minimum(state, tmp_path, suite):
+    profile = tmp_path / "site.yaml"
+    profile.write_text(f"extends: {ROOT / 'profiles' / 'host.yaml'}\nhost:\n  min_kernel_version: '99.1'\n")
+    outcomes = _host_outcomes(suite, profile)
+    assert (outcomes["host.lxc_version"], outcomes["host.kernel_version"]) == ("passed", "failed")
