@@ -1,3 +1,3 @@
 """Loads the lxc-compliance plugin for every run from this directory."""
 
-pytest_plugins = ["fixtures.plugin", "fixtures.network_fixtures"]
+pytest_plugins = ["fixtures.plugin", "fixtures.network_fixtures", "fixtures.container_fixtures"]
