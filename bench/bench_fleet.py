@@ -1,0 +1,120 @@
+"""Benchmark: the suite's container phase against a plain shell loop doing the
+same bring-up (clone every sample, start it, wait for every sshd banner,
+destroy them), for N = 10, 20 and 40 samples, on the same machine in the same
+run. Reports the ratio, the cost per container and the suite's peak memory.
+
+    .venv/bin/python bench/bench_fleet.py [--sizes 10 20 40]
+
+40 systemd containers need more inotify instances than stock Debian's 128: the
+benchmark raises fs.inotify.max_user_instances for its run and restores it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from fixtures.containers import GoldImage  # noqa: E402
+from fixtures.lab_network import LabNetwork  # noqa: E402
+
+GOLD = "lxcc-gold-bookworm"
+INOTIFY = Path("/proc/sys/fs/inotify/max_user_instances")
+
+SHELL_LOOP = r"""
+set -u
+gold=$1 bridge=$2 prefix=$3 count=$4
+for i in $(seq -w 1 "$count"); do
+    name=$prefix-$i
+    lxc-copy -n "$gold" -N "$name" -s -B overlay
+    mac=$(openssl rand -hex 4 | sed -e 's/^\(..\)\(..\)\(..\)\(..\).*/52:56:\1:\2:\3:\4/')
+    sed -i -e '/^lxc.net.0.hwaddr/d' -e '/^lxc.net.0.link/d' /var/lib/lxc/$name/config
+    printf 'lxc.net.0.link = %s\nlxc.net.0.hwaddr = %s\n' "$bridge" "$mac" >> /var/lib/lxc/$name/config
+    lxc-start -n "$name"
+done
+deadline=$((SECONDS + 300))
+for i in $(seq -w 1 "$count"); do
+    name=$prefix-$i
+    until ip=$(lxc-info -n "$name" -iH | head -n1) && [ -n "$ip" ] &&
+          timeout 1 bash -c "exec 3<>/dev/tcp/$ip/22 && head -c 4 <&3" 2>/dev/null | grep -q SSH; do
+        [ $SECONDS -lt $deadline ] || { echo "timeout on $name" >&2; exit 1; }
+        sleep 0.1
+    done
+done
+"""
+
+
+def _destroy(prefix: str) -> None:
+    for config in Path("/var/lib/lxc").glob(f"{prefix}-*/config"):
+        name = config.parent.name
+        subprocess.run(["lxc-stop", "-n", name, "-k"], capture_output=True)
+        subprocess.run(["lxc-destroy", "-n", name], capture_output=True)
+
+
+def shell_loop(count: int) -> float:
+    prefix = f"lxcb-{uuid.uuid4().hex[:6]}"
+    with LabNetwork(uuid.uuid4().hex[:10]) as lab:
+        start = time.perf_counter()
+        try:
+            subprocess.run(["bash", "-c", SHELL_LOOP, "loop", GOLD, lab.bridge, prefix, str(count)],
+                           check=True, capture_output=True, timeout=900)
+            _destroy(prefix)
+        finally:
+            _destroy(prefix)
+        return time.perf_counter() - start
+
+
+def suite(count: int, reports: str) -> tuple[float, int, dict]:
+    command = ["/usr/bin/time", "-f", "%M", sys.executable, "-m", "pytest", "-q", "--profile=lab", "-m", "containers",
+               f"--samples={count}", f"--report-dir={reports}"]
+    start = time.perf_counter()
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=1800)
+    elapsed = time.perf_counter() - start
+    peak_kib = int(done.stderr.strip().splitlines()[-1])
+    document = json.loads((Path(reports) / "lab.json").read_text())
+    if done.returncode != 0:
+        raise SystemExit(f"the suite failed for {count} samples: {document['summary']}\n{done.stdout[-2000:]}")
+    return elapsed, peak_kib, document["summary"]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[10, 20, 40])
+    args = parser.parse_args()
+    GoldImage(GOLD).ensure()
+    original = INOTIFY.read_text()
+    rows = []
+    try:
+        INOTIFY.write_text(str(max(int(original), 6 * max(args.sizes) + 64)))
+        with tempfile.TemporaryDirectory(prefix="lxcc-bench-") as reports:
+            suite(2, reports)  # the lab prepares the gold image: not part of the measurement
+            for count in args.sizes:
+                loop_s = shell_loop(count)
+                suite_s, peak_kib, summary = suite(count, reports)
+                rows.append({"samples": count, "shell_loop_s": round(loop_s, 2), "suite_s": round(suite_s, 2),
+                             "ratio": round(suite_s / loop_s, 2), "suite_per_container_s": round(suite_s / count, 3),
+                             "loop_per_container_s": round(loop_s / count, 3), "suite_peak_rss_mib": round(peak_kib / 1024, 1),
+                             "checks": summary})
+                print(f"N={count}: shell loop {loop_s:.2f} s, suite {suite_s:.2f} s ({sum(summary.values())} checks), "
+                      f"ratio {suite_s / loop_s:.2f} (target <= 1.5), {suite_s / count:.2f} s per container, "
+                      f"suite peak RSS {peak_kib / 1024:.0f} MiB")
+    finally:
+        INOTIFY.write_text(original)
+    out = ROOT / "bench" / "results"
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "fleet.json").write_text(json.dumps({"host": platform.node(), "rows": rows}, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
