@@ -193,7 +193,7 @@ def test_dhcp_pool_headroom(check, network, served, subnet, observed):
     in_use = [lease for lease in active_leases(leasefile, time.time()) if any(lease[0] in r for r in ranges)]
     size = max(r.size for r in ranges)
     if size < network.containers:
-        pytest.skip(f"the range itself is smaller than the fleet (see network.dhcp_range)")
+        pytest.skip("the range itself is smaller than the fleet (see network.dhcp_range)")
     observed.expected = f"{network.containers} free addresses"
     observed.actual = f"{len(in_use)} of {size} addresses leased, {size - len(in_use)} free"
     observed.evidence = "\n".join(f"{ip} {name}" for ip, name in in_use) or f"no active lease in {leasefile}"

@@ -5,7 +5,6 @@ remains."""
 
 from __future__ import annotations
 
-import os
 import subprocess
 import time
 import uuid
@@ -14,9 +13,9 @@ from pathlib import Path
 import pytest
 
 from conftest import ROOT
-from fixtures.containers import GoldImage, destroy, exists
+from fixtures.containers import GoldImage, destroy
 from hoststate import HostState
-from test_network_checks import leftovers
+from leftovers import run_leftovers
 
 LAB_GOLD = "lxcc-gold-bookworm"
 PASSWORD_ENV = "LXCC_TEST_PASSWORD"
@@ -52,14 +51,6 @@ def test_gold(lab_gold):
         destroy(gold.name)
 
 
-def run_leftovers(run_id: str) -> list[str]:
-    """leftovers() plus containers and overlay mounts of RUN_ID."""
-    found = leftovers(run_id)
-    found += [f"container {p.name}" for p in Path("/var/lib/lxc").glob(f"lxcc-{run_id[:8]}-*")]
-    found += [line.split()[1] for line in Path("/proc/mounts").read_text().splitlines() if f"lxcc-{run_id[:8]}" in line]
-    return found
-
-
 def _profile(tmp_path: Path, gold: str, samples: int = 2, extra: str = "") -> Path:
     path = tmp_path / "fleet.yaml"
     path.write_text(
@@ -71,13 +62,9 @@ def _profile(tmp_path: Path, gold: str, samples: int = 2, extra: str = "") -> Pa
 
 
 def _run(suite, profile: Path, *args: str) -> tuple[dict[str, dict], dict]:
-    env_before = os.environ.get(PASSWORD_ENV)
-    os.environ[PASSWORD_ENV] = PASSWORD
-    try:
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv(PASSWORD_ENV, PASSWORD)
         result = suite.run(f"--profile={profile}", *args, timeout=600)
-    finally:
-        if env_before is None:
-            os.environ.pop(PASSWORD_ENV, None)
     assert result.returncode in (0, 1), result.stdout + result.stderr
     document = suite.results(profile.stem)
     assert PASSWORD not in result.stdout + result.stderr

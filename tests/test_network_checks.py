@@ -8,7 +8,6 @@ test nothing of it may remain: no namespace, veth, bridge or dnsmasq.
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -22,8 +21,9 @@ import pytest
 from pyroute2 import IPRoute, netns
 
 from conftest import ROOT
-from fixtures.lab_network import LABEL, LabNetwork, Probe, stop_process
+from fixtures.lab_network import LabNetwork, Probe, stop_process
 from hoststate import HostState
+from leftovers import leftovers
 
 NETWORK_CHECKS_TIMEOUT_S = 3
 # DHCP sockets and DHCP servers are host-wide facts: one test's stray server is
@@ -37,22 +37,6 @@ pytestmark = pytest.mark.xdist_group("host-state")
 def host_lock():
     with HostState():
         yield
-
-
-def leftovers(run_id: str) -> list[str]:
-    """Anything on the host that carries RUN_ID."""
-    found = []
-    with IPRoute() as ipr:
-        for link in ipr.get_links():
-            name, alias = link.get_attr("IFLA_IFNAME"), link.get_attr("IFLA_IFALIAS") or ""
-            if run_id[:8] in name or run_id in alias:
-                found.append(f"link {name}")
-    found += [f"netns {n}" for n in netns.listnetns() if run_id[:8] in n]
-    for process in psutil.process_iter(["name", "cmdline"]):
-        if process.info["name"] == "dnsmasq" and run_id[:8] in " ".join(process.info["cmdline"] or []):
-            found.append(f"dnsmasq {process.pid}")
-    found += [str(p) for p in Path("/tmp").glob(f"lxc-compliance-{run_id}*")]
-    return found
 
 
 @pytest.fixture

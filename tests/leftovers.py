@@ -1,0 +1,32 @@
+"""What a run of the suite may have left on the host, found by its run id."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import psutil
+from pyroute2 import IPRoute, netns
+
+
+def leftovers(run_id: str) -> list[str]:
+    """Anything on the host that carries RUN_ID."""
+    found = []
+    with IPRoute() as ipr:
+        for link in ipr.get_links():
+            name, alias = link.get_attr("IFLA_IFNAME"), link.get_attr("IFLA_IFALIAS") or ""
+            if run_id[:8] in name or run_id in alias:
+                found.append(f"link {name}")
+    found += [f"netns {n}" for n in netns.listnetns() if run_id[:8] in n]
+    for process in psutil.process_iter(["name", "cmdline"]):
+        if process.info["name"] == "dnsmasq" and run_id[:8] in " ".join(process.info["cmdline"] or []):
+            found.append(f"dnsmasq {process.pid}")
+    found += [str(p) for p in Path("/tmp").glob(f"lxc-compliance-{run_id}*")]
+    return found
+
+
+def run_leftovers(run_id: str) -> list[str]:
+    """leftovers() plus containers and overlay mounts of RUN_ID."""
+    found = leftovers(run_id)
+    found += [f"container {p.name}" for p in Path("/var/lib/lxc").glob(f"lxcc-{run_id[:8]}-*")]
+    found += [line.split()[1] for line in Path("/proc/mounts").read_text().splitlines() if f"lxcc-{run_id[:8]}" in line]
+    return found
