@@ -27,7 +27,8 @@ def test_config_version(check, kernel_config, observed):
 def test_config_option(check, kernel_config, modules, observed):
     feature = KernelFeature(check, kernel_config)
     observed.actual = feature.describe(modules)
-    assert feature.enabled, observed.actual
+    enabled = feature.enabled
+    assert enabled, observed.actual
 
 
 def test_uidmap_helper(check, observed):
