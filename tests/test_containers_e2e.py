@@ -5,6 +5,7 @@ remains."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import time
 import uuid
@@ -153,3 +154,36 @@ def test_inotify_limit_is_named_before_any_sample_starts(state, lab_gold, tmp_pa
     assert "fs.inotify.max_user_instances=20" in checks["containers.capacity"]["message"]
     skipped = [c for i, c in checks.items() if i.startswith("containers.running.")]
     assert len(skipped) == 5 and all("see containers.capacity" in c["message"] for c in skipped)
+
+
+def test_cleanup_removes_what_a_killed_run_left_and_nothing_else(lab_gold, tmp_path):
+    """SIGKILL a lab run mid-fleet: nothing can tear down. `--cleanup` removes its
+    containers, bridge, dnsmasq and files, and leaves a live run's alone."""
+    import signal
+    import sys
+
+    from fixtures import registry
+    from fixtures.lab_network import LabNetwork
+
+    with LabNetwork(uuid.uuid4().hex[:10]) as live:  # another run, alive throughout
+        process = subprocess.Popen(
+            [sys.executable, "-m", "pytest", "--profile=lab", "-m", "containers", "--samples=3",
+             f"--report-dir={tmp_path / 'reports'}"],
+            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and not list(Path("/var/lib/lxc").glob("lxcc-*-03/config")):
+            time.sleep(0.1)
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait(30)
+        killed = {item.run for item in registry.find() if item.kind == "container"}
+        assert len(killed) == 1, "the killed run should have left its containers behind"
+        run = killed.pop()
+        assert run_leftovers(run), "nothing to clean up: the test did not kill the run mid-fleet"
+
+        result = subprocess.run([sys.executable, "-m", "pytest", "--cleanup"], cwd=ROOT, capture_output=True,
+                                text=True, timeout=300)
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert f"container lxcc-{run}-01" in result.stdout
+        assert run_leftovers(run) == []
+        assert live.bridge not in result.stdout and run_leftovers(live.run_id) != []
+        assert not any(item.run == run for item in registry.find())
