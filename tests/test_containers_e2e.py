@@ -187,3 +187,27 @@ def test_cleanup_removes_what_a_killed_run_left_and_nothing_else(lab_gold, tmp_p
         assert run_leftovers(run) == []
         assert live.bridge not in result.stdout and run_leftovers(live.run_id) != []
         assert not any(item.run == run for item in registry.find())
+
+
+def test_two_lab_runs_at_once_both_pass(lab_gold, tmp_path):
+    """Run ids keep names, subnets and dnsmasq instances apart."""
+    import json
+    import sys
+
+    runs = []
+    for name in ("first", "second"):
+        reports = tmp_path / name
+        runs.append((reports, subprocess.Popen(
+            [sys.executable, "-m", "pytest", "-q", "--profile=lab", "-m", "network or containers", "--samples=3",
+             f"--report-dir={reports}"], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)))
+    documents = []
+    for reports, process in runs:
+        output = process.communicate(timeout=600)[0]
+        assert process.returncode == 0, output[-3000:]
+        documents.append(json.loads((reports / "lab.json").read_text()))
+    first, second = documents
+    assert first["run_id"] != second["run_id"]
+    leases = [next(c for c in d["checks"] if c["id"] == "network.dhcp_exchange")["actual"] for d in documents]
+    assert leases[0].split("/")[0].rsplit(".", 1)[0] != leases[1].split("/")[0].rsplit(".", 1)[0], leases
+    for document in documents:
+        assert run_leftovers(document["run_id"]) == []
