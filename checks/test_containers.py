@@ -7,7 +7,6 @@
 import pytest
 
 from fixtures import container_facts
-from fixtures.containers import state
 from fixtures.host_files import format_size, parse_size
 
 
@@ -29,21 +28,49 @@ def _needs_running(sample):
         pytest.skip(f"{sample.name} is not running (see containers.running)")
 
 
+def test_cgroup_delegation(check, profile, gold_image, host, observed):
+    from fixtures.container_fixtures import delegated_controllers
+    from fixtures.host_facts import LxcUser
+
+    owner = LxcUser(host, gold_image.lxc.owner)
+    wanted = delegated_controllers(profile)
+    missing = owner.undelegated(wanted)
+    observed.expected = f"a login session of {owner.name} gets its own {', '.join(wanted)} cgroups"
+    observed.actual = f"not delegated: {', '.join(missing)}" if missing else "all delegated"
+    observed.evidence = "\n".join(f"{c or 'cgroup2'}: {p}" for c, p in owner.session_cgroups.items())
+    observed.values = {"controllers": ",".join(wanted)}
+    assert not missing, (f"{owner.name}'s login sessions get no cgroup of their own for {', '.join(missing)}: "
+                         "lxc-start fails to set the memory limits, or systemd in the container exits at once")
+
+
 def test_running(check, sample, sample_index, observed):
-    observed.expected = "RUNNING"
-    observed.actual = state(sample.name) if sample.phases.running is not None else f"not running: {sample.error}"
-    observed.values = {"name": sample.name}
+    observed.expected = "RUNNING, and still running after boot"
+    observed.actual = sample.state if sample.phases.running is not None else f"not running: {sample.error}"
+    observed.values = {"name": sample.name, "lxcpath": sample.lxc.path}
     assert sample.phases.running is not None, sample.error or f"{sample.name} did not start"
+    assert sample.stopped_after is None, sample.error
+
+
+def test_unprivileged(check, sample, sample_index, gold_image, observed):
+    _needs_running(sample)
+    pid = sample.init_pid
+    mapping = container_facts.uid_map(pid) if pid else []
+    observed.expected = f"init in a user namespace, root mapped to a subordinate uid of {gold_image.lxc.owner}"
+    observed.actual = ", ".join(" ".join(map(str, line)) for line in mapping) or "no uid_map"
+    observed.evidence = f"/proc/{pid}/uid_map of {sample.name}'s init"
+    assert mapping, f"{sample.name}'s init is not running"
+    assert mapping != [(0, 0, 4294967295)], f"{sample.name} runs privileged: its root is the host's root"
+    assert all(outside >= 65536 for _, outside, _ in mapping), f"{sample.name} maps ids onto the host's own users"
 
 
 def _limit(sample, profile, observed, keys: tuple[str, str], setting: str, minus: str | None = None):
     _needs_running(sample)
     wanted = parse_size(profile.setting(setting))
-    found = container_facts.cgroup_value(sample.name, keys[0])
+    found = container_facts.cgroup_value(sample, keys[0])
     if found is None:  # cgroup2
-        found = container_facts.cgroup_value(sample.name, keys[1])
+        found = container_facts.cgroup_value(sample, keys[1])
         if found is not None and minus and found.isdigit():  # v2 swap.max is swap alone
-            memory = container_facts.cgroup_value(sample.name, "memory.max")
+            memory = container_facts.cgroup_value(sample, "memory.max")
             found = str(int(found) + int(memory)) if memory and memory.isdigit() else found
     observed.expected = f"{keys[0]} = {format_size(wanted)}"
     observed.actual = f"{found}" + (f" ({format_size(int(found))})" if found and found.isdigit() else "")
@@ -71,7 +98,7 @@ def test_memory_enforced(check, fleet, profile, observed):
     if not running:
         pytest.skip("no sample is running (see containers.running)")
     limit = parse_size(profile.setting("containers.memory_limit") or "512M")
-    killed, evidence = container_facts.memory_enforced(running[0].name, limit)
+    killed, evidence = container_facts.memory_enforced(running[0], limit)
     observed.expected = f"a process allocating more than {format_size(limit)} is killed"
     observed.actual = "killed" if killed else "not killed"
     observed.evidence = evidence
@@ -92,9 +119,13 @@ def test_mac(check, sample, sample_index, profile, observed):
 
 def test_ipv4(check, sample, sample_index, fleet, network, observed):
     _needs_running(sample)
-    first, last = network.lab.dhcp_range if network.lab else (None, None)
+    if fleet.addresses:
+        first = last = fleet.addresses[sample_index - 1].split("/")[0]
+        observed.expected = f"{first} (the static plan), unique in the fleet"
+    else:
+        first, last = network.lab.dhcp_range if network.lab else (None, None)
+        observed.expected = f"an address in {first}-{last}, unique in the fleet" if first else "an address unique in the fleet"
     sharing = [s.name for s in fleet.samples if s is not sample and s.address and s.address == sample.address]
-    observed.expected = f"an address in {first}-{last}, unique in the fleet" if first else "an address unique in the fleet"
     observed.actual = sample.address or f"no address: {sample.error}"
     observed.values = {"name": sample.name}
     assert sample.address, sample.error or f"{sample.name} got no IPv4 address"
@@ -132,7 +163,7 @@ def test_boot_time(check, sample, sample_index, profile, observed):
     observed.actual = f"{total} s" if total is not None else f"no login: {sample.error}"
     observed.metrics = {f"{name}_s": value for name, value in phases.items()}
     if total is None or total > budget:
-        observed.evidence = container_facts.slowest_units(sample.name)
+        observed.evidence = container_facts.slowest_units(sample)
     assert total is not None, sample.error or "the boot did not finish"
     assert total <= budget, f"{sample.name} took {total} s to a login; the budget is {budget:g} s"
 
@@ -140,8 +171,8 @@ def test_boot_time(check, sample, sample_index, profile, observed):
 def test_ssh_login(check, sample, sample_index, fleet, observed):
     _needs_running(sample)
     observed.expected = f"login as {fleet.user}; hostname {sample.name}; PID 1 systemd"
-    observed.actual = (f"hostname {sample.login['hostname']}, PID 1 {sample.login['pid1']}" if sample.login
-                       else f"no login: {sample.error}")
+    observed.actual = (f"{sample.login['method']} login; hostname {sample.login['hostname']}, PID 1 {sample.login['pid1']}"
+                       if sample.login else f"no login: {sample.error}")
     observed.evidence = sample.banner
     assert sample.login, sample.error or "no login"
     assert sample.login["hostname"] == sample.name, f"hostname is {sample.login['hostname']}, not {sample.name}"
@@ -150,8 +181,8 @@ def test_ssh_login(check, sample, sample_index, fleet, observed):
 
 def test_guest_fixes(check, sample, sample_index, observed):
     _needs_running(sample)
-    pam = container_facts.attach(sample.name, "grep -H pam_loginuid /etc/pam.d/sshd /etc/pam.d/cron 2>/dev/null").stdout
-    pin = container_facts.attach(sample.name, "cat /etc/apt/preferences.d/no-dbus.pref 2>/dev/null").stdout
+    pam = container_facts.attach(sample, "grep -H pam_loginuid /etc/pam.d/sshd /etc/pam.d/cron 2>/dev/null").stdout
+    pin = container_facts.attach(sample, "cat /etc/apt/preferences.d/no-dbus.pref 2>/dev/null").stdout
     required = [line for line in pam.splitlines() if "required" in line.split(":", 1)[-1].split()[:2]]
     observed.expected = "pam_loginuid optional for sshd and cron; dbus pinned to -1"
     observed.actual = (pam.strip() or "no pam_loginuid line") + "; no-dbus pin " + ("present" if "Package: dbus" in pin else "missing")

@@ -25,8 +25,19 @@ def leftovers(run_id: str) -> list[str]:
 
 
 def run_leftovers(run_id: str) -> list[str]:
-    """leftovers() plus containers and overlay mounts of RUN_ID."""
+    """leftovers() plus RUN_ID's containers (in any lxcpath), overlay mounts, lab
+    user, lxc-usernet grant and share of the pam_cgfs delegation."""
+    import pwd
+
+    from fixtures.container_facts import lxc_paths
+    from fixtures.lab_user import USERNET, delegating_runs
+
+    short = run_id[:8]
     found = leftovers(run_id)
-    found += [f"container {p.name}" for p in Path("/var/lib/lxc").glob(f"lxcc-{run_id[:8]}-*")]
-    found += [line.split()[1] for line in Path("/proc/mounts").read_text().splitlines() if f"lxcc-{run_id[:8]}" in line]
+    found += [f"container {p}" for path in lxc_paths() for p in path.glob(f"lxcc-{short}-*")]
+    found += [line.split()[1] for line in Path("/proc/mounts").read_text().splitlines() if f"lxcc-{short}" in line]
+    found += [f"user {u.pw_name}" for u in pwd.getpwall() if u.pw_name == f"lxcc-{short}"]
+    if USERNET.is_file():
+        found += [f"lxc-usernet {line}" for line in USERNET.read_text().splitlines() if line.startswith(f"lxcc-{short} ")]
+    found += [f"pam_cgfs delegation of {run}" for run in delegating_runs() if run == short]
     return found

@@ -183,7 +183,7 @@ def test_cleanup_removes_what_a_killed_run_left_and_nothing_else(lab_gold, tmp_p
         result = subprocess.run([sys.executable, "-m", "pytest", "--cleanup"], cwd=ROOT, capture_output=True,
                                 text=True, timeout=300)
         assert result.returncode == 0, result.stdout + result.stderr
-        assert f"container lxcc-{run}-01" in result.stdout
+        assert f"/var/lib/lxc/lxcc-{run}-01" in result.stdout
         assert run_leftovers(run) == []
         assert live.bridge not in result.stdout and run_leftovers(live.run_id) != []
         assert not any(item.run == run for item in registry.find())
