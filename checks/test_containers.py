@@ -28,11 +28,11 @@ def _needs_running(sample):
         pytest.skip(f"{sample.name} is not running (see containers.running)")
 
 
-def test_cgroup_delegation(check, profile, gold_image, host, observed):
+def test_cgroup_delegation(check, profile, sample_lxc, host, observed):
     from fixtures.container_fixtures import delegated_controllers
     from fixtures.host_facts import LxcUser
 
-    owner = LxcUser(host, gold_image.lxc.owner)
+    owner = LxcUser(host, sample_lxc.owner)
     wanted = delegated_controllers(profile)
     missing = owner.undelegated(wanted)
     observed.expected = f"a login session of {owner.name} gets its own {', '.join(wanted)} cgroups"
@@ -51,11 +51,11 @@ def test_running(check, sample, sample_index, observed):
     assert sample.stopped_after is None, sample.error
 
 
-def test_unprivileged(check, sample, sample_index, gold_image, observed):
+def test_unprivileged(check, sample, sample_index, sample_lxc, observed):
     _needs_running(sample)
     pid = sample.init_pid
     mapping = container_facts.uid_map(pid) if pid else []
-    observed.expected = f"init in a user namespace, root mapped to a subordinate uid of {gold_image.lxc.owner}"
+    observed.expected = f"init in a user namespace, root mapped to a subordinate uid of {sample_lxc.owner}"
     observed.actual = ", ".join(" ".join(map(str, line)) for line in mapping) or "no uid_map"
     observed.evidence = f"/proc/{pid}/uid_map of {sample.name}'s init"
     assert mapping, f"{sample.name}'s init is not running"
@@ -145,6 +145,7 @@ def test_machine_id(check, sample, sample_index, fleet, observed):
 
 
 def test_gold_clean(check, gold_image, observed):
+    assert gold_image.lxc.exists(gold_image.name), f"there is no gold container {gold_image.name} in {gold_image.lxc.path}"
     root = gold_image.rootfs
     machine_id = (root / "etc/machine-id").read_text().strip() if (root / "etc/machine-id").exists() else ""
     leases = sorted(str(p.relative_to(root)) for p in (root / "var/lib/dhcp").glob("dhclient*.lease*"))

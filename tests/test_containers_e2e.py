@@ -211,3 +211,139 @@ def test_two_lab_runs_at_once_both_pass(lab_gold, tmp_path):
     assert leases[0].split("/")[0].rsplit(".", 1)[0] != leases[1].split("/")[0].rsplit(".", 1)[0], leases
     for document in documents:
         assert run_leftovers(document["run_id"]) == []
+
+
+def _pam_session_files() -> dict[str, str]:
+    from fixtures.lab_user import PAM_SESSION_FILES
+
+    return {str(path): path.read_text() for path in PAM_SESSION_FILES if path.is_file()}
+
+
+def test_unprivileged_lab_passes_end_to_end(lab_gold, suite):
+    """The workshop path, self-provisioned: a throwaway user, pam_cgfs delegation,
+    lxc-create -t local, samples started from the user's login session; the user
+    and every host file are gone or restored afterwards."""
+    from fixtures.lab_user import USERNET
+
+    pam_before = _pam_session_files()
+    usernet_before = USERNET.read_text() if USERNET.exists() else None
+    result = suite.run("--profile=lab-unprivileged", "-m", "containers", "--samples=2", timeout=900)
+    assert result.returncode == 0, result.stdout[-3000:]
+    document = suite.results("lab-unprivileged")
+    checks = {c["id"]: c for c in document["checks"]}
+    assert checks["containers.cgroup_delegation"]["outcome"] == "passed"
+    for index in ("s01", "s02"):
+        assert checks[f"containers.unprivileged.{index}"]["outcome"] == "passed"
+        assert checks[f"containers.unprivileged.{index}"]["actual"] != "0 0 4294967295"
+        assert checks[f"containers.ssh_login.{index}"]["outcome"] == "passed"
+        assert "/home/lxcc-" in checks[f"containers.running.{index}"]["remediation"]
+    assert run_leftovers(document["run_id"]) == []
+    assert _pam_session_files() == pam_before
+    assert (USERNET.read_text() if USERNET.exists() else None) == usernet_before
+
+
+@pytest.fixture
+def workshop_host(lab_gold):
+    """Seed 000's host in small: an unprivileged user with subordinate ids, a veth
+    grant on a bridge served by dnsmasq, pam_cgfs delegation and a gold container
+    in the user's lxcpath (built as the lab builds it)."""
+    from fixtures.lab_network import LabNetwork
+    from fixtures.lab_user import LabUser
+
+    password = lab_gold.prepare("student", None, "512M", "1G")
+    run_id = uuid.uuid4().hex
+    with LabNetwork(run_id) as network, LabUser(run_id, network.bridge, 4, lab_gold, memory="512M", memsw="1G") as user:
+        yield network, user, password
+
+
+def _workshop_profile(tmp_path: Path, network, user, samples: int = 2) -> Path:
+    path = tmp_path / "event.yaml"
+    path.write_text(
+        f"extends: {ROOT / 'profiles' / 'workshop.yaml'}\n"
+        f"network:\n  bridge: {network.bridge}\n  subnet: {network.subnet}\n"
+        f"containers:\n  gold: {user.gold.name}\n  user: {user.name}\n  samples: {samples}\n"
+        f"  ssh: {{user: student, password_env: {PASSWORD_ENV}}}\n")
+    return path
+
+
+def _run_workshop(suite, tmp_path: Path, workshop_host, markers: str = "containers", samples: int = 2):
+    """(pytest's output, the results' checks by id, the results) of a workshop-profile run on WORKSHOP_HOST."""
+    network, user, password = workshop_host
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv(PASSWORD_ENV, password)
+        result = suite.run(f"--profile={_workshop_profile(tmp_path, network, user, samples)}", "-m", markers, timeout=600)
+    document = suite.results("event")
+    return result.stdout, {c["id"]: c for c in document["checks"]}, document
+
+
+def test_workshop_profile_with_samples_on_a_seed_000_host(workshop_host, tmp_path, suite):
+    password = workshop_host[2]
+    output, checks, document = _run_workshop(suite, tmp_path, workshop_host, "network or containers")
+    assert _failed(checks) == set(), output[-3000:]
+    assert checks["containers.unprivileged.s02"]["outcome"] == "passed"
+    assert checks["network.dhcp_exchange"]["outcome"] == "passed"
+    assert password not in output + (suite.report_dir / "event.json").read_text()
+    assert run_leftovers(document["run_id"]) == []
+
+
+def test_login_sessions_without_pam_cgfs_are_named_before_samples_start(workshop_host, state, tmp_path, suite):
+    """Without the pam line systemd in an unprivileged container exits at once:
+    the run says so and starts nothing."""
+    from fixtures.lab_user import PAM_SESSION_FILES
+
+    for path in PAM_SESSION_FILES:
+        state.write(path, "".join(line for line in path.read_text().splitlines(keepends=True) if "pam_cgfs" not in line))
+    _, checks, _ = _run_workshop(suite, tmp_path, workshop_host)
+    assert _failed(checks) == {"containers.cgroup_delegation"}
+    assert "systemd in the container exits at once" in checks["containers.cgroup_delegation"]["message"]
+    assert "memory" in checks["containers.cgroup_delegation"]["actual"]
+    running = [c for i, c in checks.items() if i.startswith("containers.running.")]
+    assert running and all("see containers.cgroup_delegation" in c["message"] for c in running)
+
+
+def test_memory_limit_of_the_users_gold_that_differs(workshop_host, tmp_path, suite):
+    config = workshop_host[1].gold.config_path
+    config.write_text(config.read_text().replace("limit_in_bytes = 512M", "limit_in_bytes = 384M"))
+    _, checks, _ = _run_workshop(suite, tmp_path, workshop_host, samples=1)
+    assert _failed(checks) == {"containers.memory_limit"}
+    assert "384" in checks["containers.memory_limit.s01"]["actual"]
+
+
+def test_static_address_plan(lab_gold, tmp_path, suite):
+    """Each sample gets its planned address from LXC, and asks DHCP for none."""
+    profile = _profile(tmp_path, lab_gold.name, samples=3, extra="  addresses: {plan: static}\n")
+    profile.write_text(profile.read_text().replace("build_gold: false", "build_gold: true")
+                       .replace(f"password_env: {PASSWORD_ENV}", "password_env: UNUSED"))
+    profile.write_text(profile.read_text().replace("ssh: {user: student, password_env: UNUSED}", "ssh: {user: student}"))
+    result = suite.run(f"--profile={profile}", timeout=600)
+    checks = {c["id"]: c for c in suite.results("fleet")["checks"]}
+    assert _failed(checks) == set(), result.stdout[-3000:]
+    addresses = [checks[f"containers.ipv4.s0{i}"]["actual"] for i in (1, 2, 3)]
+    last_octets = [int(a.rsplit(".", 1)[1]) for a in addresses]
+    assert last_octets == [200, 201, 202], addresses
+
+
+def test_key_based_login(test_gold, tmp_path, suite):
+    """With ssh.key_file the students' key logs in; a key sshd does not know fails exactly the login."""
+    import paramiko
+
+    key = paramiko.RSAKey.generate(2048)
+    stranger = paramiko.RSAKey.generate(2048)
+    ssh_dir = test_gold.rootfs / "home/student/.ssh"
+    ssh_dir.mkdir(mode=0o700, exist_ok=True)
+    (ssh_dir / "authorized_keys").write_text(f"{key.get_name()} {key.get_base64()} lxcc-test\n")
+    uid = (test_gold.rootfs / "home/student").stat().st_uid
+    for path in (ssh_dir, ssh_dir / "authorized_keys"):
+        os.chown(path, uid, uid)
+    verdicts = {}
+    for name, secret in (("known", key), ("stranger", stranger)):
+        key_file = tmp_path / name
+        secret.write_private_key_file(str(key_file))
+        profile = _profile(tmp_path, test_gold.name, samples=1)
+        profile.write_text(profile.read_text().replace(f"password_env: {PASSWORD_ENV}", f"key_file: {key_file}"))
+        suite.run(f"--profile={profile}", timeout=600)
+        verdicts[name] = {c["id"]: c for c in suite.results("fleet")["checks"]}
+    assert _failed(verdicts["known"]) == set()
+    assert verdicts["known"]["containers.ssh_login.s01"]["actual"].startswith("publickey login")
+    assert "containers.ssh_login" in _failed(verdicts["stranger"])
+    assert _failed(verdicts["stranger"]) <= {"containers.ssh_login", "containers.boot_time", "containers.machine_id"}
