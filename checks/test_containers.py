@@ -163,8 +163,12 @@ def test_boot_time(check, sample, sample_index, profile, observed):
     observed.expected = f"login within {budget:g} s of lxc-start"
     observed.actual = f"{total} s" if total is not None else f"no login: {sample.error}"
     observed.metrics = {f"{name}_s": value for name, value in phases.items()}
+    slow_logins = sample.login.get("slow_attempts", [])
     if total is None or total > budget:
         observed.evidence = container_facts.slowest_units(sample)
+    if slow_logins:
+        observed.evidence = "\n".join([f"login attempts sshd did not answer in time: {'; '.join(slow_logins)}",
+                                        observed.evidence or ""]).strip()
     assert total is not None, sample.error or "the boot did not finish"
     assert total <= budget, f"{sample.name} took {total} s to a login; the budget is {budget:g} s"
 

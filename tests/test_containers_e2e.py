@@ -286,14 +286,19 @@ def test_workshop_profile_with_samples_on_a_seed_000_host(workshop_host, tmp_pat
     assert run_leftovers(document["run_id"]) == []
 
 
-def test_login_sessions_without_pam_cgfs_are_named_before_samples_start(workshop_host, state, tmp_path, suite):
+def test_login_sessions_without_pam_cgfs_are_named_before_samples_start(workshop_host, tmp_path, suite):
     """Without the pam line systemd in an unprivileged container exits at once:
     the run says so and starts nothing."""
-    from fixtures.lab_user import PAM_SESSION_FILES
-
-    for path in PAM_SESSION_FILES:
-        state.write(path, "".join(line for line in path.read_text().splitlines(keepends=True) if "pam_cgfs" not in line))
-    _, checks, _ = _run_workshop(suite, tmp_path, workshop_host)
+    # Put back before the lab user's teardown restores the files it changed
+    # (HostState would restore last, and bring its delegation back).
+    delegated = _pam_session_files()
+    try:
+        for path, text in delegated.items():
+            Path(path).write_text("".join(line for line in text.splitlines(keepends=True) if "pam_cgfs" not in line))
+        _, checks, _ = _run_workshop(suite, tmp_path, workshop_host)
+    finally:
+        for path, text in delegated.items():
+            Path(path).write_text(text)
     assert _failed(checks) == {"containers.cgroup_delegation"}
     assert "systemd in the container exits at once" in checks["containers.cgroup_delegation"]["message"]
     assert "memory" in checks["containers.cgroup_delegation"]["actual"]
