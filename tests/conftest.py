@@ -89,9 +89,20 @@ class Suite:
     def __init__(self, report_dir: Path) -> None:
         self.report_dir = report_dir
 
-    def run(self, *args: str, timeout: int = 300) -> subprocess.CompletedProcess:
-        command = [sys.executable, "-m", "pytest", f"--report-dir={self.report_dir}", *args]
-        return subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=timeout)
+    def run(self, *args: str, timeout: int = 300, env: dict | None = None, user: str | None = None
+            ) -> subprocess.CompletedProcess:
+        """pytest ARGS in the project, with ENV added to the environment, as USER when given
+        (through the system's python3 and the project's packages: the virtualenv's own
+        interpreter may live where other users cannot reach it)."""
+        python = [sys.executable]
+        environment = {**os.environ, **(env or {})}
+        if user is not None:
+            import sysconfig
+
+            python = ["runuser", "-u", user, "--", "/usr/bin/python3"]
+            environment["PYTHONPATH"] = sysconfig.get_paths()["purelib"]
+        command = [*python, "-m", "pytest", f"--report-dir={self.report_dir}", *args]
+        return subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=timeout, env=environment)
 
     def results(self, profile: str = "kernel") -> dict:
         return json.loads((self.report_dir / f"{profile}.json").read_text())
