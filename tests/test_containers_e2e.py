@@ -18,7 +18,6 @@ from fixtures.containers import GoldImage, destroy
 from hoststate import HostState
 from leftovers import run_leftovers
 
-LAB_GOLD = "lxcc-gold-bookworm"
 PASSWORD_ENV = "LXCC_TEST_PASSWORD"
 PASSWORD = "seed-000-" + uuid.uuid4().hex[:12]
 
@@ -31,13 +30,6 @@ def state():
     time, and what a test changes on the host is undone after it."""
     with HostState() as state:
         yield state
-
-
-@pytest.fixture(scope="session")
-def lab_gold() -> GoldImage:
-    gold = GoldImage(LAB_GOLD)
-    gold.ensure()
-    return gold
 
 
 @pytest.fixture
@@ -240,20 +232,6 @@ def test_unprivileged_lab_passes_end_to_end(lab_gold, suite):
     assert run_leftovers(document["run_id"]) == []
     assert _pam_session_files() == pam_before
     assert (USERNET.read_text() if USERNET.exists() else None) == usernet_before
-
-
-@pytest.fixture
-def workshop_host(lab_gold):
-    """Seed 000's host in small: an unprivileged user with subordinate ids, a veth
-    grant on a bridge served by dnsmasq, pam_cgfs delegation and a gold container
-    in the user's lxcpath (built as the lab builds it)."""
-    from fixtures.lab_network import LabNetwork
-    from fixtures.lab_user import LabUser
-
-    password = lab_gold.prepare("student", None, "512M", "1G")
-    run_id = uuid.uuid4().hex
-    with LabNetwork(run_id) as network, LabUser(run_id, network.bridge, 4, lab_gold, memory="512M", memsw="1G") as user:
-        yield network, user, password
 
 
 def _workshop_profile(tmp_path: Path, network, user, samples: int = 2) -> Path:

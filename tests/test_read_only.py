@@ -1,0 +1,52 @@
+"""Audits change nothing: the kernel, host and workshop profiles leave kernel
+settings, links and addresses, /etc, the LXC paths and the host's daemons as
+they found them (the workshop run's own samples come and go)."""
+
+from __future__ import annotations
+
+import pytest
+
+from hoststate import HostState
+from hostsnapshot import HostSnapshot
+
+
+@pytest.fixture(autouse=True)
+def quiet_host():
+    """No other test changes the host while one compares it before and after."""
+    with HostState() as state:
+        yield state
+
+
+@pytest.mark.parametrize("profile", ["kernel", "host"])
+def test_audit_changes_nothing(profile, suite):
+    before = HostSnapshot.take()
+    result = suite.run(f"--profile={profile}")
+    assert result.returncode in (0, 1), result.stdout[-2000:]
+    assert suite.results(profile)["checks"], "the run checked nothing"
+    assert before.differences(HostSnapshot.take()) == []
+
+
+def test_workshop_audit_with_samples_changes_nothing_but_its_samples(workshop_host, tmp_path, suite):
+    network, user, password = workshop_host
+    profile = tmp_path / "event.yaml"
+    profile.write_text(
+        "extends: workshop\n"
+        f"network:\n  bridge: {network.bridge}\n  subnet: {network.subnet}\n"
+        f"containers:\n  gold: {user.gold.name}\n  user: {user.name}\n  samples: 2\n"
+        "  ssh: {user: student, password_env: LXCCT_PASSWORD}\n")
+    before = HostSnapshot.take()
+    result = suite.run(f"--profile={profile}", env={"LXCCT_PASSWORD": password}, timeout=600)
+    checks = {c["id"]: c for c in suite.results("event")["checks"]}
+    assert checks["containers.ssh_login.s02"]["outcome"] == "passed", result.stdout[-3000:]
+    assert checks["network.dhcp_exchange"]["outcome"] == "passed"
+    assert before.differences(HostSnapshot.take()) == []
+
+
+def test_the_snapshot_sees_a_change(quiet_host):
+    """A test that cannot fail is a defect: the comparison notices what a careless run would do."""
+    before = HostSnapshot.take()
+    quiet_host.sysctl("fs.inotify.max_user_instances", int(before.sysctls["fs.inotify.max_user_instances"]) + 1)
+    quiet_host.write("/etc/lxc-compliance-snapshot-test", "changed\n")
+    differences = before.differences(HostSnapshot.take())
+    assert any("fs.inotify.max_user_instances" in d for d in differences)
+    assert any("/etc/lxc-compliance-snapshot-test" in d for d in differences)
