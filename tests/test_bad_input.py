@@ -61,6 +61,10 @@ BAD_INPUTS = {
     "option-kernel-config-a-directory": BadInput(("--kernel-config=/etc",), 4, ("not a regular file",)),
     "option-negative-samples": BadInput(("--profile=lab", "--samples=-1"), 4, ("--samples=-1", "0 or more")),
     "option-samples-not-a-number": BadInput(("--profile=lab", "--samples=many"), 4, ("--samples=many", "0 or more")),
+    "option-samples-beyond-any-host": BadInput(("--profile=lab", "--samples=99999999999999999999"), 4, ("at most 500",)),
+    "option-empty-profile-name": BadInput(("--profile=",), 4, ("--profile=", "unknown profile")),
+    "option-kernel-config-unreadable-device": BadInput(("--kernel-config=/proc/self/mem",), 4, ("cannot read it",)),
+    "profile-too-many-samples": _profile("containers: {samples: 100000}\n", "containers.samples", "at most 500"),
     "option-report-dir-is-a-file": BadInput(("--report-dir={dir}/file",), 4, ("not a directory",), files={"file": b""}),
     # Kernel configs: the run goes on, the config check says what is wrong with the file.
     "kernel-config-empty": BadInput(("--kernel-config={dir}/config",), 1, ("empty",), "kernel.config_file", {"config": SYNTHETIC["empty"]}),
