@@ -71,9 +71,10 @@ def test_json_contract(tmp_path, suite):
     path = _write(tmp_path, "cfg", SYNTHETIC["6.1"])
     assert suite.run(f"--kernel-config={path}").returncode == 0
     document = suite.results()
-    assert set(document) >= {"profile", "started", "duration_s", "host", "summary", "checks"}
+    assert set(document) >= {"profile", "started", "duration_s", "host", "summary", "checks", "baseline", "waivers"}
     assert set(document["host"]) == {"hostname", "kernel_release", "lxc_version"}
-    assert set(document["summary"]) == {"passed", "failed", "warned", "skipped"}
+    assert set(document["summary"]) == {"passed", "failed", "warned", "skipped", "waived", "known"}
+    assert document["baseline"] is None and document["waivers"] == {"applied": [], "expired": []}
     assert sum(document["summary"].values()) == len(document["checks"])
     ids = [c["id"] for c in document["checks"]]
     assert len(ids) == len(set(ids))
