@@ -65,6 +65,7 @@ BAD_INPUTS = {
     "option-empty-profile-name": BadInput(("--profile=",), 4, ("--profile=", "unknown profile")),
     "option-kernel-config-unreadable-device": BadInput(("--kernel-config=/proc/self/mem",), 4, ("cannot read it",)),
     "profile-too-many-samples": _profile("containers: {samples: 100000}\n", "containers.samples", "at most 500"),
+    "option-gold-not-a-name": BadInput(("--profile=lab", "--gold=../etc"), 4, ("--gold=../etc", "not a container name")),
     "option-report-dir-is-a-file": BadInput(("--report-dir={dir}/file",), 4, ("not a directory",), files={"file": b""}),
     # Kernel configs: the run goes on, the config check says what is wrong with the file.
     "kernel-config-empty": BadInput(("--kernel-config={dir}/config",), 1, ("empty",), "kernel.config_file", {"config": SYNTHETIC["empty"]}),
