@@ -1,7 +1,8 @@
 """Benchmark: the suite's container phase against a plain shell loop doing the
 same bring-up (clone every sample, start it, wait for every sshd banner,
 destroy them), for N = 10, 20 and 40 samples, on the same machine in the same
-run. Reports the ratio, the cost per container and the suite's peak memory.
+run. Reports the ratio, the cost per container, the suite's peak memory, and
+how long headless Chromium takes to open the run's HTML report.
 
     .venv/bin/python bench/bench_fleet.py [--sizes 10 20 40]
 
@@ -101,6 +102,21 @@ def suite(count: int, reports: str) -> tuple[float, int, dict]:
     return elapsed, peak_kib, document["summary"]
 
 
+def report_open_s(html: Path) -> float | None:
+    """Seconds headless Chromium takes to load and render the report (None without chromium)."""
+    import shutil
+
+    chromium = shutil.which("chromium")
+    if chromium is None:
+        return None
+    with tempfile.TemporaryDirectory(prefix="lxcc-bench-chromium-") as profile:
+        start = time.perf_counter()
+        subprocess.run([chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                        "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                        f"--user-data-dir={profile}", "--dump-dom", html.as_uri()], capture_output=True, timeout=120)
+        return time.perf_counter() - start
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[10, 20, 40])
@@ -115,13 +131,17 @@ def main() -> None:
             for count in args.sizes:
                 loop_s = shell_loop(count)
                 suite_s, peak_kib, summary = suite(count, reports)
-                rows.append({"samples": count, "shell_loop_s": round(loop_s, 2), "suite_s": round(suite_s, 2),
+                html = Path(reports) / "lab.html"
+                opened = report_open_s(html)
+                rows.append({"report_kib": html.stat().st_size // 1024,
+                             "report_open_s": round(opened, 2) if opened is not None else None,"samples": count, "shell_loop_s": round(loop_s, 2), "suite_s": round(suite_s, 2),
                              "ratio": round(suite_s / loop_s, 2), "suite_per_container_s": round(suite_s / count, 3),
                              "loop_per_container_s": round(loop_s / count, 3), "suite_peak_rss_mib": round(peak_kib / 1024, 1),
                              "checks": summary})
                 print(f"N={count}: shell loop {loop_s:.2f} s, suite {suite_s:.2f} s ({sum(summary.values())} checks), "
                       f"ratio {suite_s / loop_s:.2f} (target <= 1.5), {suite_s / count:.2f} s per container, "
-                      f"suite peak RSS {peak_kib / 1024:.0f} MiB")
+                      f"suite peak RSS {peak_kib / 1024:.0f} MiB, report {html.stat().st_size // 1024} KiB"
+                      + (f" opens in {opened:.2f} s" if opened is not None else ""))
     finally:
         INOTIFY.write_text(original)
     out = ROOT / "bench" / "results"
