@@ -37,6 +37,7 @@ def run_leftovers(run_id: str) -> list[str]:
     found += [f"container {p}" for path in lxc_paths() for p in path.glob(f"lxcc-{short}-*")]
     found += [line.split()[1] for line in Path("/proc/mounts").read_text().splitlines() if f"lxcc-{short}" in line]
     found += [f"user {u.pw_name}" for u in pwd.getpwall() if u.pw_name == f"lxcc-{short}"]
+    found += [f"home {home}" for home in Path("/home").glob(f"lxcc-{short}")]
     if USERNET.is_file():
         found += [f"lxc-usernet {line}" for line in USERNET.read_text().splitlines() if line.startswith(f"lxcc-{short} ")]
     found += [f"pam_cgfs delegation of {run}" for run in delegating_runs() if run == short]

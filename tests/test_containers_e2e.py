@@ -148,25 +148,33 @@ def test_inotify_limit_is_named_before_any_sample_starts(state, lab_gold, tmp_pa
     assert len(skipped) == 5 and all("see containers.capacity" in c["message"] for c in skipped)
 
 
+def _kill_lab_run_when(profile: str, folder: Path, pattern: str, tmp_path: Path, timeout: float = 180) -> None:
+    """Start a lab run of 3 samples and SIGKILL all of it once FOLDER holds PATTERN:
+    nothing of it can tear down."""
+    import signal
+    import sys
+
+    process = subprocess.Popen(
+        [sys.executable, "-m", "pytest", f"--profile={profile}", "-m", "containers", "--samples=3",
+         f"--report-dir={tmp_path / 'reports'}"],
+        cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and not list(folder.glob(pattern)):
+        time.sleep(0.1)
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait(30)
+
+
 def test_cleanup_removes_what_a_killed_run_left_and_nothing_else(lab_gold, tmp_path):
     """SIGKILL a lab run mid-fleet: nothing can tear down. `--cleanup` removes its
     containers, bridge, dnsmasq and files, and leaves a live run's alone."""
-    import signal
     import sys
 
     from fixtures import registry
     from fixtures.lab_network import LabNetwork
 
     with LabNetwork(uuid.uuid4().hex[:10]) as live:  # another run, alive throughout
-        process = subprocess.Popen(
-            [sys.executable, "-m", "pytest", "--profile=lab", "-m", "containers", "--samples=3",
-             f"--report-dir={tmp_path / 'reports'}"],
-            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline and not list(Path("/var/lib/lxc").glob("lxcc-*-03/config")):
-            time.sleep(0.1)
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait(30)
+        _kill_lab_run_when("lab", Path("/var/lib/lxc"), "lxcc-*-03/config", tmp_path)
         killed = {item.run for item in registry.find() if item.kind == "container"}
         assert len(killed) == 1, "the killed run should have left its containers behind"
         run = killed.pop()
@@ -330,3 +338,27 @@ def test_key_based_login(test_gold, tmp_path, suite):
     assert verdicts["known"]["containers.ssh_login.s01"]["actual"].startswith("publickey login")
     assert "containers.ssh_login" in _failed(verdicts["stranger"])
     assert _failed(verdicts["stranger"]) <= {"containers.ssh_login", "containers.boot_time", "containers.machine_id"}
+
+
+def test_cleanup_after_a_killed_unprivileged_run_restores_the_host(lab_gold, tmp_path):
+    """SIGKILL mid-fleet leaves the lab user, its containers, its lxc-usernet grant
+    and the pam_cgfs delegation; `--cleanup` removes and restores all of them."""
+    import sys
+
+    from fixtures.lab_user import USERNET, delegating_runs
+
+    pam_before = _pam_session_files()
+    usernet_before = USERNET.read_text() if USERNET.exists() else None
+    _kill_lab_run_when("lab-unprivileged", Path("/home"), "lxcc-*/.local/share/lxc/lxcc-*-02/config", tmp_path)
+    users = list(Path("/home").glob("lxcc-*"))
+    assert users, "the run was not killed mid-fleet"
+    run = users[0].name.removeprefix("lxcc-")
+    assert run in delegating_runs(), "the killed run's share of the pam_cgfs delegation should be left"
+
+    result = subprocess.run([sys.executable, "-m", "pytest", "--cleanup"], cwd=ROOT, capture_output=True, text=True,
+                            timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert f"removed user lxcc-{run}" in result.stdout
+    assert run_leftovers(run) == []
+    assert _pam_session_files() == pam_before
+    assert (USERNET.read_text() if USERNET.exists() else None) == usernet_before
