@@ -362,3 +362,11 @@ def test_cleanup_after_a_killed_unprivileged_run_restores_the_host(lab_gold, tmp
     assert run_leftovers(run) == []
     assert _pam_session_files() == pam_before
     assert (USERNET.read_text() if USERNET.exists() else None) == usernet_before
+
+
+def test_xdist_runs_a_lab_in_one_process(lab_gold, suite):
+    """-n would give every worker its own lab under the same names: a lab run stays in one process."""
+    result = suite.run("--profile=lab", "-n", "2", "--samples=2", timeout=600)
+    assert result.returncode == 0, result.stdout[-3000:]
+    assert "-n ignored: the network and container checks share one lab" in result.stdout
+    assert suite.results("lab")["summary"]["failed"] == 0
