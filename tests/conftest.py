@@ -94,15 +94,39 @@ class Suite:
         """pytest ARGS in the project, with ENV added to the environment, as USER when given
         (through the system's python3 and the project's packages: the virtualenv's own
         interpreter may live where other users cannot reach it)."""
-        python = [sys.executable]
+        python, project = [sys.executable], ROOT
         environment = {**os.environ, **(env or {})}
         if user is not None:
-            import sysconfig
-
             python = ["runuser", "-u", user, "--", "/usr/bin/python3"]
-            environment["PYTHONPATH"] = sysconfig.get_paths()["purelib"]
+            project, environment["PYTHONPATH"] = _readable_project(user)
         command = [*python, "-m", "pytest", f"--report-dir={self.report_dir}", *args]
-        return subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=timeout, env=environment)
+        return subprocess.run(command, cwd=project, capture_output=True, text=True, timeout=timeout, env=environment)
+
+
+_COPIES: dict[str, tuple[Path, str]] = {}
+
+
+def _readable_project(user: str) -> tuple[Path, str]:
+    """The project and its packages where USER can read them: in place, or (a clone
+    under root's home, say) a copy in a world-readable directory, made once."""
+    import atexit
+    import sysconfig
+
+    packages = sysconfig.get_paths()["purelib"]
+    readable = subprocess.run(["runuser", "-u", user, "--", "test", "-r", str(ROOT / "pyproject.toml"), "-a",
+                               "-r", f"{packages}/pytest/__init__.py"], capture_output=True).returncode == 0
+    if readable:
+        return ROOT, packages
+    if user not in _COPIES:
+        copy = Path(tempfile.mkdtemp(prefix="lxcct-project-"))
+        atexit.register(shutil.rmtree, copy, ignore_errors=True)
+        copy.chmod(0o755)
+        ignore = shutil.ignore_patterns(".venv", ".git", ".cache", "reports", "__pycache__")
+        shutil.copytree(ROOT, copy / "project", ignore=ignore)
+        shutil.copytree(packages, copy / "site-packages", ignore=shutil.ignore_patterns("__pycache__"))
+        subprocess.run(["chmod", "-R", "a+rX", str(copy)], check=True)
+        _COPIES[user] = (copy / "project", str(copy / "site-packages"))
+    return _COPIES[user]
 
     def results(self, profile: str = "kernel") -> dict:
         return json.loads((self.report_dir / f"{profile}.json").read_text())

@@ -5,6 +5,7 @@ results. No traceback reaches the user in any case."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import sys
@@ -16,6 +17,7 @@ import pytest
 
 from configs import SYNTHETIC
 from conftest import ROOT, Suite
+from hoststate import HostState
 
 
 @dataclass(frozen=True)
@@ -28,6 +30,8 @@ class BadInput:
     files: dict[str, bytes] = field(default_factory=dict)
     without: tuple[str, ...] = ()  # commands not installed (left off PATH)
     user: str | None = None
+    # Builds a lab network on the way: waits for the host-wide lock like every such test.
+    host_wide: bool = False
 
 
 def _profile(text: str, *words: str) -> BadInput:
@@ -74,21 +78,22 @@ BAD_INPUTS = {
     # The host: what is missing is named by the check that needs it.
     "gold-container-missing": BadInput(
         ("--profile={dir}/nogold.yaml", "--samples=1"), 1, ("there is no gold container lxcct-nosuch-gold",),
-        "containers.running.s01",
-        {"nogold.yaml": f"extends: {ROOT}/profiles/lab.yaml\ncategories: [containers]\n"
-                        "containers: {gold: lxcct-nosuch-gold, build_gold: false, ssh: {user: s, password_env: HOME}}\n".encode()}),
+        "containers.running.s01", host_wide=True,
+        files={"nogold.yaml": f"extends: {ROOT}/profiles/lab.yaml\ncategories: [containers]\n"
+                              "containers: {gold: lxcct-nosuch-gold, build_gold: false, ssh: {user: s, password_env: HOME}}\n".encode()}),
     "bridge-missing": BadInput(
         ("--profile={dir}/nobridge.yaml",), 1, ("no link lxcctnobr0",), "network.bridge_exists",
         {"nobridge.yaml": b"categories: [network]\nnetwork: {bridge: lxcctnobr0}\n"}),
     "lxc-not-installed": BadInput(("--profile=lab", "-m", "containers", "--samples=1"), 1,
-                                  ("LXC is not installed", "apt-get install lxc"), "containers.running.s01", without=("lxc-",)),
+                                  ("LXC is not installed", "apt-get install lxc"), "containers.running.s01", without=("lxc-",),
+                                  host_wide=True),
     "dnsmasq-not-installed": BadInput(("--profile=lab", "-m", "network"), 1, ("dnsmasq is not installed", "apt-get install dnsmasq-base"),
                                       "network.bridge_exists", without=("dnsmasq",)),
     # Not root: what needs root says so; the rest runs.
     "non-root-lab": BadInput(("--profile=lab",), 4, ("--profile=lab", "need root", "-m 'kernel or host'"), user="nobody"),
     "non-root-unreadable-home": BadInput(
         ("--profile={dir}/rootuser.yaml",), 1, ("run as root", "/root/.config/lxc/default.conf", "user nobody"), "host.lxc_idmap",
-        {"rootuser.yaml": f"extends: {ROOT}/profiles/workshop.yaml\ncategories: [kernel, host]\nhost: {{user: root}}\n".encode()},
+        {"rootuser.yaml": b"extends: workshop\ncategories: [kernel, host]\nhost: {user: root}\n"},
         user="nobody"),
     "non-root-unreadable-kernel-config": BadInput(("--kernel-config={dir}/secret-config",), 4, ("secret-config", "cannot read"),
                                                   files={"secret-config": b"CONFIG_NAMESPACES=y\n"}, user="nobody"),
@@ -134,7 +139,8 @@ def test_bad_input_gets_a_clear_answer(name, workdir):
     reports.chmod(0o777)
     env = {"PATH": _path_without(case.without, workdir)} if case.without else None
     suite = Suite(reports)
-    result = suite.run(*(arg.format(dir=workdir) for arg in case.args), env=env, user=case.user, timeout=300)
+    with HostState() if case.host_wide else contextlib.nullcontext():
+        result = suite.run(*(arg.format(dir=workdir) for arg in case.args), env=env, user=case.user, timeout=300)
     output = result.stdout + result.stderr
     assert "Traceback" not in output and "INTERNALERROR" not in output, output[-3000:]
     assert result.returncode == case.code, output[-3000:]
