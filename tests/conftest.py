@@ -102,6 +102,15 @@ class Suite:
         command = [*python, "-m", "pytest", f"--report-dir={self.report_dir}", *args]
         return subprocess.run(command, cwd=project, capture_output=True, text=True, timeout=timeout, env=environment)
 
+    def results(self, profile: str = "kernel") -> dict:
+        return json.loads((self.report_dir / f"{profile}.json").read_text())
+
+
+@pytest.fixture
+def suite(tmp_path: Path) -> Suite:
+    """The suite, writing its reports into a temporary directory."""
+    return Suite(tmp_path / "reports")
+
 
 _COPIES: dict[str, tuple[Path, str]] = {}
 
@@ -127,12 +136,3 @@ def _readable_project(user: str) -> tuple[Path, str]:
         subprocess.run(["chmod", "-R", "a+rX", str(copy)], check=True)
         _COPIES[user] = (copy / "project", str(copy / "site-packages"))
     return _COPIES[user]
-
-    def results(self, profile: str = "kernel") -> dict:
-        return json.loads((self.report_dir / f"{profile}.json").read_text())
-
-
-@pytest.fixture
-def suite(tmp_path: Path) -> Suite:
-    """The suite, writing its reports into a temporary directory."""
-    return Suite(tmp_path / "reports")
