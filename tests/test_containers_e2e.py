@@ -370,3 +370,14 @@ def test_xdist_runs_a_lab_in_one_process(lab_gold, suite):
     assert result.returncode == 0, result.stdout[-3000:]
     assert "-n ignored: the network and container checks share one lab" in result.stdout
     assert suite.results("lab")["summary"]["failed"] == 0
+
+
+def test_inotify_limit_of_a_workshop_host_is_named_before_any_sample_starts(workshop_host, state, tmp_path, suite):
+    """Unprivileged samples draw on their owner's inotify quota (the kernel charges a user
+    namespace to its creator): the capacity check counts the owner's use, not root's."""
+    state.sysctl("fs.inotify.max_user_instances", 12)
+    _, checks, _ = _run_workshop(suite, tmp_path, workshop_host, samples=3)
+    assert _failed(checks) == {"containers.capacity"}
+    capacity = checks["containers.capacity"]["message"]
+    assert "fs.inotify.max_user_instances=12 (0 in use) leaves room for about 2 containers" in capacity
+    assert all("see containers.capacity" in c["message"] for i, c in checks.items() if i.startswith("containers.running."))
