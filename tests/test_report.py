@@ -96,6 +96,9 @@ def test_baseline_gate_fails_on_new_failures_only(tmp_path, suite):
     assert gate["known"] == ["kernel.pid_namespace"]
     assert gate["fixed"] == ["kernel.namespaces"]
     assert gate["removed"] == ["kernel.retired_check"]
+    by_id = {c["id"]: c for c in suite.results()["checks"]}
+    assert by_id["kernel.ipc_namespace"]["baseline_outcome"] == "passed"
+    assert by_id["kernel.pid_namespace"]["baseline_outcome"] == "failed"
     lines = result.stdout.strip().splitlines()
     tail = lines[lines.index(f"baseline: {baseline}"):]
     assert tail[1] == "new failures (regressions): 1: kernel.ipc_namespace"
