@@ -44,12 +44,14 @@ def test_gold(lab_gold):
         destroy(gold.name)
 
 
-def _profile(tmp_path: Path, gold: str, samples: int = 2, extra: str = "") -> Path:
+def _profile(tmp_path: Path, gold: str, samples: int = 2, extra: str = "", build_gold: bool = False,
+             login: str = f", password_env: {PASSWORD_ENV}", boot_timeout_s: int = 20) -> Path:
+    """A containers-only lab profile for GOLD; LOGIN is what ssh: holds beside the user."""
     path = tmp_path / "fleet.yaml"
     path.write_text(
         f"extends: {ROOT / 'profiles' / 'lab.yaml'}\ncategories: [containers]\n"
-        f"containers:\n  gold: {gold}\n  build_gold: false\n  samples: {samples}\n  boot_timeout_s: 20\n"
-        f"  ssh: {{user: student, password_env: {PASSWORD_ENV}}}\n" + extra
+        f"containers:\n  gold: {gold}\n  build_gold: {str(build_gold).lower()}\n  samples: {samples}\n"
+        f"  boot_timeout_s: {boot_timeout_s}\n  ssh: {{user: student{login}}}\n" + extra
     )
     return path
 
@@ -115,8 +117,7 @@ def test_stale_lease_and_shared_machine_id(test_gold, tmp_path, suite):
 
 
 def test_two_containers_given_one_mac(lab_gold, tmp_path, suite):
-    profile = _profile(tmp_path, lab_gold.name, extra='  mac_prefix: "52:56:00:00:00:01"\n')
-    profile.write_text(profile.read_text().replace("build_gold: false", "build_gold: true"))
+    profile = _profile(tmp_path, lab_gold.name, extra='  mac_prefix: "52:56:00:00:00:01"\n', build_gold=True)
     checks, _ = _run(suite, profile)
     assert "containers.mac" in _failed(checks)
     assert "also the MAC of" in checks["containers.mac.s01"]["message"]
@@ -127,9 +128,8 @@ def test_dnsmasq_stopped_before_the_samples_start(lab_gold, tmp_path, suite):
 
     with LabNetwork(uuid.uuid4().hex[:10]) as network:
         stop_process(network.dnsmasq_pid)
-        profile = _profile(tmp_path, lab_gold.name)
-        profile.write_text(profile.read_text().replace("build_gold: false", "build_gold: true")
-                           .replace("boot_timeout_s: 20", "boot_timeout_s: 8")
+        profile = _profile(tmp_path, lab_gold.name, build_gold=True, boot_timeout_s=8)
+        profile.write_text(profile.read_text()
                            + f"network:\n  lab: false\n  bridge: {network.bridge}\n  subnet: {network.subnet}\n")
         started = time.monotonic()
         checks, _ = _run(suite, profile)
@@ -302,10 +302,8 @@ def test_memory_limit_of_the_users_gold_that_differs(workshop_host, tmp_path, su
 
 def test_static_address_plan(lab_gold, tmp_path, suite):
     """Each sample gets its planned address from LXC, and asks DHCP for none."""
-    profile = _profile(tmp_path, lab_gold.name, samples=3, extra="  addresses: {plan: static}\n")
-    profile.write_text(profile.read_text().replace("build_gold: false", "build_gold: true")
-                       .replace(f"password_env: {PASSWORD_ENV}", "password_env: UNUSED"))
-    profile.write_text(profile.read_text().replace("ssh: {user: student, password_env: UNUSED}", "ssh: {user: student}"))
+    profile = _profile(tmp_path, lab_gold.name, samples=3, extra="  addresses: {plan: static}\n", build_gold=True,
+                       login="")
     result = suite.run(f"--profile={profile}", timeout=600)
     checks = {c["id"]: c for c in suite.results("fleet")["checks"]}
     assert _failed(checks) == set(), result.stdout[-3000:]
@@ -330,8 +328,7 @@ def test_key_based_login(test_gold, tmp_path, suite):
     for name, secret in (("known", key), ("stranger", stranger)):
         key_file = tmp_path / name
         secret.write_private_key_file(str(key_file))
-        profile = _profile(tmp_path, test_gold.name, samples=1)
-        profile.write_text(profile.read_text().replace(f"password_env: {PASSWORD_ENV}", f"key_file: {key_file}"))
+        profile = _profile(tmp_path, test_gold.name, samples=1, login=f", key_file: {key_file}")
         suite.run(f"--profile={profile}", timeout=600)
         verdicts[name] = {c["id"]: c for c in suite.results("fleet")["checks"]}
     assert _failed(verdicts["known"]) == set()
