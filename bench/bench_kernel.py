@@ -25,9 +25,10 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+import conftest  # noqa: E402,F401  (the checkout's fixtures/ as lxc_compliance)
 
-from fixtures import checkconfig  # noqa: E402
-from fixtures.plugin import _lxc_version  # noqa: E402
+from lxc_compliance.readers import checkconfig  # noqa: E402
+from lxc_compliance.plugin.session import lxc_version  # noqa: E402
 
 
 def _timed(command: list[str], env: dict) -> float:
@@ -63,7 +64,7 @@ def main() -> None:
             times["suite"].append(_timed(suite, env))
         document = json.loads((Path(reports) / "kernel.json").read_text())
 
-    host = checkconfig.ScriptHost.live(_lxc_version())
+    host = checkconfig.ScriptHost.live(lxc_version())
     script_items = checkconfig.items(checkconfig.run(host, env.get("CONFIG", checkconfig.DEFAULT_CONFIG)).lines)
     medians = {name: statistics.median(values) for name, values in times.items()}
     result = {

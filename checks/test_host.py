@@ -6,32 +6,8 @@ another machine); ``checks/host.yaml`` says which items run and why.
 
 import pytest
 
-from fixtures import host_facts
-from fixtures.host_facts import KernelCommandLine, LxcUser, MemoryAccounting, SubordinateIds, Systemd
-from fixtures.host_files import format_size, parse_size, parse_usernet, pam_cgfs_controllers
-
-
-@pytest.fixture(scope="module")
-def systemd(host):
-    return Systemd(host)
-
-
-@pytest.fixture(scope="module")
-def lxc_user(host, profile):
-    name = profile.setting("host.user")
-    return LxcUser(host, name) if name else None
-
-
-@pytest.fixture(scope="module")
-def default_config(host, lxc_user):
-    """The default config new containers get: the user's for unprivileged ones."""
-    if lxc_user is None:
-        path = "/etc/lxc/default.conf"
-    elif lxc_user.exists:
-        path = lxc_user.config_path
-    else:
-        pytest.skip(f"there is no user {lxc_user.name} (see host.lxc_user)")
-    return path, host_facts.lxc_config(host, path)
+from lxc_compliance.readers import host as host_facts
+from lxc_compliance.readers.host import KernelCommandLine, MemoryAccounting
 
 
 def test_sysctl_minimum(check, host, profile, observed):
@@ -67,18 +43,10 @@ def test_service_tasks_max(check, profile, systemd, observed):
     assert not low, f"too few tasks for containers started from {', '.join(low)}"
 
 
-# Parameters whose effect can be seen in a running kernel that did not need them.
-def _in_force(parameter: str, accounting: MemoryAccounting) -> bool:
-    return {
-        "cgroup_enable=memory": accounting.controller_enabled,
-        "swapaccount=1": accounting.swap_accounting,
-    }.get(parameter, False)
-
-
 def test_kernel_cmdline(check, host, profile, observed):
     wanted = profile.setting("host.kernel_cmdline")
     cmdline, accounting = KernelCommandLine(host), MemoryAccounting(host)
-    missing = [p for p in wanted if p not in cmdline.running and not _in_force(p, accounting)]
+    missing = [p for p in wanted if p not in cmdline.running and not accounting.in_force(p)]
     pending = [p for p in missing if p in cmdline.grub]
     observed.expected = f"{' '.join(wanted)} on the kernel command line, or already the kernel's default"
     observed.actual = " ".join(cmdline.running)
@@ -117,9 +85,9 @@ def test_lxc_user_exists(check, lxc_user, observed):
     assert lxc_user.exists, f"there is no user {lxc_user.name}"
 
 
-def test_subids_cover_idmap(check, host, lxc_user, default_config, observed):
+def test_subids_cover_idmap(check, host_files, lxc_user, default_config, observed):
     path, config = default_config
-    subids = SubordinateIds(host, check.idmap_kind)
+    subids = host_files.subids(check.idmap_kind)
     maps = [m for m in (config.idmaps() if config else []) if m[0] == check.idmap_kind]
     uncovered = [m for m in maps if subids.covering(lxc_user.name, m[2], m[3]) is None]
     observed.expected = f"every lxc.idmap {check.idmap_kind} line of {path} inside {lxc_user.name}'s ranges in {subids.path}"
@@ -132,8 +100,8 @@ def test_subids_cover_idmap(check, host, lxc_user, default_config, observed):
     assert not uncovered, f"not granted in {subids.path}: " + ", ".join(f"{m[2]}-{m[2] + m[3] - 1}" for m in uncovered)
 
 
-def test_subids_disjoint(check, host, lxc_user, observed):
-    subids = SubordinateIds(host, check.idmap_kind)
+def test_subids_disjoint(check, host_files, lxc_user, observed):
+    subids = host_files.subids(check.idmap_kind)
     clashes = subids.overlaps(lxc_user.name)
     observed.expected = f"{lxc_user.name}'s ranges in {subids.path} overlap no other owner's"
     observed.actual = "; ".join(f"{a.start}:{a.count} overlaps {b.owner}:{b.start}:{b.count} (line {b.line})" for a, b in clashes) or "no overlap"
@@ -141,19 +109,19 @@ def test_subids_disjoint(check, host, lxc_user, observed):
     assert not clashes, observed.actual
 
 
-def test_raw_idmap(check, host, observed):
-    files = [SubordinateIds(host, kind) for kind in "ug"]
+def test_raw_idmap(check, host_files, observed):
+    files = [host_files.subids(kind) for kind in "ug"]
     missing = [f.path for f in files if f.covering("root", 1000, 1) is None]
     observed.expected = "root:1000:1 in /etc/subuid and /etc/subgid"
     observed.actual = f"missing from {', '.join(missing)}" if missing else "present in both"
     assert not missing, f"root:1000:1 is missing from {', '.join(missing)}"
 
 
-def test_lxc_usernet(check, host, profile, observed):
+def test_lxc_usernet(check, host_files, profile, observed):
     wanted = profile.setting("host.usernet")
     user = profile.setting("host.user") or "root"
-    text = host_facts.read_text(host, "/etc/lxc/lxc-usernet")
-    grants = [g for g in parse_usernet(text or "") if (g.user, g.type, g.link) == (user, wanted["type"], wanted["link"])]
+    text = host_files.usernet_text
+    grants = host_files.usernet_grants(user, wanted["type"], wanted["link"])
     allowed = sum(g.count for g in grants)
     observed.expected = f"'{user} {wanted['type']} {wanted['link']} N' with N >= {profile.containers}"
     observed.actual = f"{allowed} allowed" + (f" (lines {', '.join(str(g.line) for g in grants)})" if grants else "")
@@ -162,10 +130,10 @@ def test_lxc_usernet(check, host, profile, observed):
     assert allowed >= profile.containers, f"{user} may create {allowed} {wanted['type']} on {wanted['link']}; {profile.containers} containers need {profile.containers}"
 
 
-def test_pam_cgfs(check, host, profile, observed):
+def test_pam_cgfs(check, host_files, profile, observed):
     wanted = set(profile.setting("host.pam_cgfs_controllers"))
-    files = [p for p in host_facts.glob(host, "/etc/pam.d/common-session*")]
-    delegated = {path: pam_cgfs_controllers(host_facts.read_text(host, path) or "") for path in files}
+    delegated = host_files.pam_cgfs
+    files = list(delegated)
     short = {path: sorted(wanted - (found or set())) for path, found in delegated.items() if not wanted <= (found or set())}
     observed.expected = f"pam_cgfs.so -c with {','.join(sorted(wanted))} in every common-session file"
     observed.actual = "; ".join(f"{p}: {','.join(sorted(c)) if c else 'no pam_cgfs'}" for p, c in delegated.items()) or "no common-session files"
@@ -184,36 +152,10 @@ def test_lxc_path_traversable(check, lxc_user, observed):
     assert not blocked, f"not traversable by the container's root: {', '.join(blocked)}"
 
 
-def _lxc_value(config, key: str) -> str | None:
-    if key == "memory":
-        return config.get("lxc.cgroup.memory.limit_in_bytes") or config.get("lxc.cgroup2.memory.max")
-    if key == "memsw":
-        v1 = config.get("lxc.cgroup.memory.memsw.limit_in_bytes")
-        if v1 is not None:
-            return v1
-        swap, memory = config.get("lxc.cgroup2.memory.swap.max"), config.get("lxc.cgroup2.memory.max")
-        if swap is not None and memory is not None and parse_size(swap) is not None and parse_size(memory) is not None:
-            return format_size(parse_size(swap) + parse_size(memory))
-        return None
-    if key == "lxc.idmap":
-        return "\n".join(config.values("lxc.idmap")) or None
-    return config.get(key)
-
-
-def _same(key: str, expected, found: str | None) -> bool:
-    if found is None:
-        return False
-    if key in ("memory", "memsw"):
-        return parse_size(found) == parse_size(expected)
-    if key == "lxc.idmap":
-        return sorted(" ".join(line.split()) for line in found.splitlines()) == sorted(expected)
-    return found.strip() == str(expected)
-
-
 def test_lxc_default(check, profile, default_config, observed):
     path, config = default_config
     expected = profile.setting(check.setting)
-    found = _lxc_value(config, check.lxc_key) if config else None
+    found = config.setting(check.lxc_key) if config else None
     shown = "\n".join(expected) if isinstance(expected, list) else str(expected)
     observed.expected = f"{check.lxc_key} = {shown}" if check.lxc_key not in ("memory", "memsw") else f"{check.lxc_key} limit {shown}"
     observed.actual = f"{found}" if found is not None else f"not set in {path}"
@@ -225,7 +167,7 @@ def test_lxc_default(check, profile, default_config, observed):
         "expected_lines": "; ".join(f"'lxc.idmap = {line}'" for line in expected) if isinstance(expected, list) else shown,
     }
     assert config is not None, f"{path} does not exist"
-    assert _same(check.lxc_key, expected, found), f"{path} sets {found!r}, the profile wants {shown!r}"
+    assert config.matches(check.lxc_key, expected), f"{path} sets {found!r}, the profile wants {shown!r}"
 
 
 def test_lxc_legacy_keys(check, host, lxc_user, observed):
@@ -246,27 +188,19 @@ def test_lxc_legacy_keys(check, host, lxc_user, observed):
     )
 
 
-def test_lxc_net_disabled(check, host, observed):
-    text = host_facts.read_text(host, "/etc/default/lxc-net")
-    from fixtures.host_files import parse_shell_assignments
-
-    setting = parse_shell_assignments(text or "").get("USE_LXC_BRIDGE")
+def test_lxc_net_disabled(check, host_files, observed):
+    exists, setting = host_files.lxc_net
     observed.expected = 'USE_LXC_BRIDGE="false" in /etc/default/lxc-net'
     observed.actual = f'USE_LXC_BRIDGE="{setting}"' if setting is not None else "USE_LXC_BRIDGE not set (lxc-net's default is true)"
-    if text is None:
+    if not exists:
         observed.actual = "/etc/default/lxc-net does not exist"
-    assert text is None or setting == "false", "lxc-net would start its own dnsmasq on lxcbr0 and take port 67"
+    assert not exists or setting == "false", "lxc-net would start its own dnsmasq on lxcbr0 and take port 67"
 
 
 def test_autostart(check, host, profile, lxc_user, systemd, observed):
     if lxc_user and not lxc_user.exists:
         pytest.skip(f"there is no user {lxc_user.name} (see host.lxc_user)")
-    crontab = lxc_user.crontab if lxc_user else None
-    line = None
-    if crontab:
-        from fixtures.host_files import crontab_has
-
-        line = crontab_has(crontab, "@reboot", "lxc-autostart")
+    line = lxc_user.autostart_line if lxc_user else None
     service = systemd.enabled("lxc.service")
     owner = lxc_user.name if lxc_user else "root"
     observed.expected = f"'@reboot lxc-autostart' in {owner}'s crontab" + ("" if lxc_user else " or lxc.service enabled")
@@ -280,10 +214,7 @@ def test_autostart(check, host, profile, lxc_user, systemd, observed):
 
 def test_minimum_version(check, host, profile, observed):
     minimum = profile.setting(check.setting)
-    if check.id == "host.lxc_version":
-        text = host_facts.lxc_version(host)
-    else:
-        text = host.sysctl("kernel.osrelease")
+    text = host_facts.fact(host, check.fact)
     observed.expected = f">= {minimum}"
     observed.actual = text or "not installed"
     observed.values = {"expected": minimum}

@@ -6,12 +6,8 @@ Each function asserts one kind of item; ``checks/kernel.yaml`` says which items
 
 import pytest
 
-from fixtures.kernel_features import KernelFeature, LoadedModules, PrivilegedHelper
-
-
-@pytest.fixture(scope="session")
-def modules():
-    return LoadedModules.live()
+from lxc_compliance.readers.cgroups import cgroup_namespace_available
+from lxc_compliance.readers.kernel import KernelFeature, PrivilegedHelper
 
 
 def test_config_file(check, kernel_config, observed):
@@ -39,8 +35,6 @@ def test_uidmap_helper(check, observed):
 
 
 def test_cgroup_namespace(check, compliance, observed):
-    from fixtures.cgroups import cgroup_namespace_available
-
     available = cgroup_namespace_available()
     observed.actual = "/proc/self/ns/cgroup " + ("exists" if available else "is missing")
     assert available, "the running kernel has no cgroup namespace"

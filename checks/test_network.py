@@ -10,47 +10,7 @@ import time
 
 import pytest
 
-from fixtures.network_facts import Bridge, active_leases, checksum_fill_rules, dhcp_sockets, dnsmasq_processes, lease_seconds
-
-
-@pytest.fixture(scope="module")
-def bridge(network):
-    return Bridge(network.bridge)
-
-
-@pytest.fixture(scope="module")
-def existing_bridge(bridge):
-    if not (bridge.exists and bridge.kind == "bridge"):
-        pytest.skip(f"there is no bridge {bridge.name} (see network.bridge_exists)")
-    return bridge
-
-
-@pytest.fixture(scope="module")
-def working_bridge(existing_bridge):
-    if not existing_bridge.up:
-        pytest.skip(f"{existing_bridge.name} is down (see network.bridge_up)")
-    return existing_bridge
-
-
-@pytest.fixture(scope="module")
-def subnet(network, bridge):
-    """The container subnet: the profile's, else the bridge's own."""
-    if network.subnet is not None:
-        return network.subnet
-    return bridge.networks[0].network if bridge.networks else None
-
-
-@pytest.fixture(scope="module")
-def serving(network, subnet):
-    """The dnsmasq processes that serve the bridge."""
-    return [p for p in dnsmasq_processes() if p.config.serves(network.bridge, subnet)]
-
-
-@pytest.fixture(scope="module")
-def served(serving, network):
-    if not serving:
-        pytest.skip(f"no dnsmasq serves {network.bridge} (see network.dnsmasq_serves_bridge)")
-    return serving
+from lxc_compliance.readers.network import active_leases, checksum_fill_rules, dhcp_sockets, dnsmasq_processes, lease_seconds
 
 
 def test_bridge_exists(check, bridge, observed):

@@ -91,7 +91,7 @@ def _etc_hashes() -> dict[str, str]:
 
 
 def _lxc_paths() -> list[str]:
-    from fixtures.container_facts import lxc_paths
+    from lxc_compliance.readers.lxc import lxc_paths
 
     return sorted(str(entry) for path in lxc_paths() for entry in path.iterdir())
 

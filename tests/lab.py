@@ -7,7 +7,7 @@ import uuid
 
 import pytest
 
-from fixtures.containers import GoldImage
+from lxc_compliance.lab.gold import GoldImage
 
 LAB_GOLD = "lxcc-gold-bookworm"
 
@@ -24,8 +24,8 @@ def workshop_host(lab_gold):
     """Seed 000's host in small: an unprivileged user with subordinate ids, a veth
     grant on a bridge served by dnsmasq, pam_cgfs delegation and a gold container
     in the user's lxcpath (built as the lab builds it)."""
-    from fixtures.lab_network import LabNetwork
-    from fixtures.lab_user import LabUser
+    from lxc_compliance.lab.network import LabNetwork
+    from lxc_compliance.lab.user import LabUser
 
     password = lab_gold.prepare("student", None, "512M", "1G")
     run_id = uuid.uuid4().hex

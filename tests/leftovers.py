@@ -29,8 +29,8 @@ def run_leftovers(run_id: str) -> list[str]:
     user, lxc-usernet grant and share of the pam_cgfs delegation."""
     import pwd
 
-    from fixtures.container_facts import lxc_paths
-    from fixtures.lab_user import USERNET, delegating_runs
+    from lxc_compliance.readers.lxc import lxc_paths
+    from lxc_compliance.lab.user import USERNET, delegating_runs
 
     short = run_id[:8]
     found = leftovers(run_id)

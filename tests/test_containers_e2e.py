@@ -14,7 +14,9 @@ from pathlib import Path
 import pytest
 
 from conftest import ROOT
-from fixtures.containers import GoldImage, destroy
+from lxc_compliance.lab.gold import GoldImage
+from lxc_compliance.lab.lxc import destroy_container
+from lxc_compliance.readers.lxc import ROOT_LXC
 from hoststate import HostState
 from leftovers import run_leftovers
 
@@ -41,7 +43,7 @@ def test_gold(lab_gold):
         gold.prepare("student", PASSWORD, "512M", "1G")
         yield gold
     finally:
-        destroy(gold.name)
+        destroy_container(ROOT_LXC, gold.name)
 
 
 def _profile(tmp_path: Path, gold: str, samples: int = 2, extra: str = "", build_gold: bool = False,
@@ -124,7 +126,7 @@ def test_two_containers_given_one_mac(lab_gold, tmp_path, suite):
 
 
 def test_dnsmasq_stopped_before_the_samples_start(lab_gold, tmp_path, suite):
-    from fixtures.lab_network import LabNetwork, stop_process
+    from lxc_compliance.lab.network import LabNetwork, stop_process
 
     with LabNetwork(uuid.uuid4().hex[:10]) as network:
         stop_process(network.dnsmasq_pid)
@@ -170,12 +172,12 @@ def test_cleanup_removes_what_a_killed_run_left_and_nothing_else(lab_gold, tmp_p
     containers, bridge, dnsmasq and files, and leaves a live run's alone."""
     import sys
 
-    from fixtures import registry
-    from fixtures.lab_network import LabNetwork
+    from lxc_compliance.lab import sweeper
+    from lxc_compliance.lab.network import LabNetwork
 
     with LabNetwork(uuid.uuid4().hex[:10]) as live:  # another run, alive throughout
         _kill_lab_run_when("lab", Path("/var/lib/lxc"), "lxcc-*-03/config", tmp_path)
-        killed = {item.run for item in registry.find() if item.kind == "container"}
+        killed = {item.run for item in sweeper.find() if item.kind == "container"}
         assert len(killed) == 1, "the killed run should have left its containers behind"
         run = killed.pop()
         assert run_leftovers(run), "nothing to clean up: the test did not kill the run mid-fleet"
@@ -186,7 +188,7 @@ def test_cleanup_removes_what_a_killed_run_left_and_nothing_else(lab_gold, tmp_p
         assert f"/var/lib/lxc/lxcc-{run}-01" in result.stdout
         assert run_leftovers(run) == []
         assert live.bridge not in result.stdout and run_leftovers(live.run_id) != []
-        assert not any(item.run == run for item in registry.find())
+        assert not any(item.run == run for item in sweeper.find())
 
 
 def test_two_lab_runs_at_once_both_pass(lab_gold, tmp_path):
@@ -214,7 +216,7 @@ def test_two_lab_runs_at_once_both_pass(lab_gold, tmp_path):
 
 
 def _pam_session_files() -> dict[str, str]:
-    from fixtures.lab_user import PAM_SESSION_FILES
+    from lxc_compliance.lab.user import PAM_SESSION_FILES
 
     return {str(path): path.read_text() for path in PAM_SESSION_FILES if path.is_file()}
 
@@ -223,7 +225,7 @@ def test_unprivileged_lab_passes_end_to_end(lab_gold, suite):
     """The workshop path, self-provisioned: a throwaway user, pam_cgfs delegation,
     lxc-create -t local, samples started from the user's login session; the user
     and every host file are gone or restored afterwards."""
-    from fixtures.lab_user import USERNET
+    from lxc_compliance.lab.user import USERNET
 
     pam_before = _pam_session_files()
     usernet_before = USERNET.read_text() if USERNET.exists() else None
@@ -342,7 +344,7 @@ def test_cleanup_after_a_killed_unprivileged_run_restores_the_host(lab_gold, tmp
     and the pam_cgfs delegation; `--cleanup` removes and restores all of them."""
     import sys
 
-    from fixtures.lab_user import USERNET, delegating_runs
+    from lxc_compliance.lab.user import USERNET, delegating_runs
 
     pam_before = _pam_session_files()
     usernet_before = USERNET.read_text() if USERNET.exists() else None

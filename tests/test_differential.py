@@ -14,8 +14,8 @@ import pytest
 
 from configs import SYNTHETIC
 from conftest import run_real_script
-from fixtures import checkconfig
-from fixtures.plugin import _lxc_version
+from lxc_compliance.readers import checkconfig
+from lxc_compliance.plugin.session import lxc_version as _lxc_version
 
 
 @pytest.fixture(scope="module")

@@ -9,8 +9,8 @@ from types import SimpleNamespace
 import pytest
 
 import checks.test_host as host_checks
-from fixtures.catalog import Catalog
-from fixtures.host_files import (
+from lxc_compliance.model.catalog import Catalog
+from lxc_compliance.readers.formats import (
     LxcConfig,
     crontab_has,
     grub_cmdline,
@@ -21,8 +21,8 @@ from fixtures.host_files import (
     resolve_tasks_max,
     systemd_setting,
 )
-from fixtures.plugin import Observation
-from fixtures.profiles import load
+from lxc_compliance.plugin.run import Observation
+from lxc_compliance.model.profiles import load
 
 CATALOG = Catalog.load()
 
@@ -98,19 +98,20 @@ def test_profile_derives_sysctl_minimums():
 
 
 class FakeHost:
-    """Just enough of testinfra's Host: files and a command runner."""
+    """Just enough of testinfra's Host: files, the directories they are in, a command runner."""
 
     def __init__(self, files: dict[str, str]) -> None:
         self.files = files
 
     def file(self, path: str):
         exists = path in self.files
-        return SimpleNamespace(exists=exists, is_file=exists, content_string=self.files.get(path, ""))
+        prefix = path.rstrip("/") + "/"
+        children = sorted({p[len(prefix):].split("/")[0] for p in self.files if p.startswith(prefix)})
+        return SimpleNamespace(exists=exists or bool(children), is_file=exists, is_directory=bool(children),
+                               listdir=lambda: children, content_string=self.files.get(path, ""))
 
     def run(self, command: str, *args):
-        pattern = command.split("for f in ", 1)[1].split(";")[0] if "for f in" in command else ""
-        matches = [p for p in self.files if pattern and p.startswith(pattern.rstrip("*.cfg"))]
-        return SimpleNamespace(rc=0, stdout="\n".join(matches))
+        return SimpleNamespace(rc=0, stdout="")
 
 
 WORKSHOP = load("workshop", CATALOG)

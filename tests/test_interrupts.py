@@ -29,9 +29,9 @@ def quiet_host():
 
 
 def _dead_runs_leftovers() -> list[str]:
-    from fixtures import registry
+    from lxc_compliance.lab import claims, sweeper
 
-    return [str(item) for item in registry.find() if not registry.alive(item.run)]
+    return [str(item) for item in sweeper.find() if not claims.alive(item.run)]
 
 
 def _interrupted_run(profile: str, delay: float, how: str, reports) -> tuple[str | None, int]:

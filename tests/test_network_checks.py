@@ -21,7 +21,7 @@ import pytest
 from pyroute2 import IPRoute, netns
 
 from conftest import ROOT
-from fixtures.lab_network import LabNetwork, Probe, stop_process
+from lxc_compliance.lab.network import LabNetwork, Probe, stop_process
 from hoststate import HostState
 from leftovers import leftovers
 

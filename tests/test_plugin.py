@@ -106,10 +106,10 @@ def test_xdist_gives_the_same_verdicts_and_one_report(tmp_path, suite):
 def test_no_config_found_skips_with_guidance(pytester, monkeypatch):
     """A host without any kernel config (this machine has /proc/config.gz, so the
     search is pointed at empty places)."""
-    import fixtures.kernel_config
+    import lxc_compliance.readers.kernel_config
 
     empty = pytester.path / "nowhere"
-    monkeypatch.setattr(fixtures.kernel_config, "candidate_paths", lambda release: [empty / "config.gz"])
+    monkeypatch.setattr(lxc_compliance.readers.kernel_config, "candidate_paths", lambda release: [empty / "config.gz"])
     result = pytester.runpytest(
         str(ROOT / "checks"), f"--rootdir={ROOT}", "-c", str(ROOT / "pyproject.toml"),
         f"--report-dir={pytester.path / 'reports'}", "-k", "config_option or config_file",

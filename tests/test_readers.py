@@ -10,12 +10,12 @@ from pathlib import Path
 import pytest
 
 from configs import SYNTHETIC
-from fixtures import checkconfig
-from fixtures.catalog import Catalog
-from fixtures.cgroups import Cgroups
-from fixtures.kernel_config import KernelConfig, parse_version
-from fixtures.kernel_features import KernelFeature, PrivilegedHelper
-from fixtures.yamlfile import YamlError, load_yaml
+from lxc_compliance.readers import checkconfig
+from lxc_compliance.model.catalog import Catalog
+from lxc_compliance.readers.cgroups import Cgroups
+from lxc_compliance.readers.kernel_config import KernelConfig, parse_version
+from lxc_compliance.readers.kernel import KernelFeature, PrivilegedHelper
+from lxc_compliance.model.yamlfile import YamlError, load_yaml
 
 CATALOG = Catalog.load()
 HYBRID = Cgroups("cgroup /sys/fs/cgroup/freezer cgroup rw,freezer 0 0\ncgroup2 /sys/fs/cgroup/unified cgroup2 rw 0 0")

@@ -254,7 +254,7 @@ def test_every_output_masks_what_the_run_holds_as_secret(tmp_path, suite):
     locals, the JSON, the HTML and the JUnit XML."""
     (tmp_path / "mark_secret.py").write_text(
         "import pytest\n"
-        "from fixtures.plugin import RUN_KEY\n\n"
+        "from lxc_compliance.plugin.run import RUN_KEY\n\n"
         "@pytest.hookimpl(trylast=True)\n"
         "def pytest_configure(config):\n"
         "    config.stash[RUN_KEY].secrets.add('CONFIG_PID_NS')\n")

@@ -262,8 +262,8 @@ LOWERED = {
 
 
 def test_each_sysctl_below_its_minimum_fails_its_check(state, tmp_path, suite):
-    from fixtures.catalog import Catalog
-    from fixtures.profiles import load
+    from lxc_compliance.model.catalog import Catalog
+    from lxc_compliance.model.profiles import load
 
     workshop = _build(state, omit=None)
     profile = _profile(tmp_path, workshop.user)
