@@ -9,7 +9,7 @@ import pytest
 
 def _needs_running(sample):
     if sample.phases.running is None:
-        pytest.skip(f"{sample.name} is not running (see containers.running)")
+        pytest.skip(f"not checked: containers.running failed: {sample.name} is not running")
 
 
 def test_capacity(check, capacity, sample_total, observed):
@@ -30,10 +30,19 @@ def test_cgroup_delegation(check, sample_owner, delegated, observed):
                          "lxc-start fails to set the memory limits, or systemd in the container exits at once")
 
 
+def test_network_ready(check, network, network_readiness, observed):
+    observed.expected = f"{network.bridge} up, served by dnsmasq, handing out leases"
+    observed.actual = network_readiness.problem or "ready"
+    observed.evidence = network_readiness.evidence
+    observed.values = {"remedy": network_readiness.check or "the bridge"}
+    assert network_readiness.problem is None, f"samples would get no address: {network_readiness.problem}"
+
+
 def test_running(check, sample, sample_index, observed):
     observed.expected = "RUNNING, and still running after boot"
     observed.actual = sample.state if sample.phases.running is not None else f"not running: {sample.error}"
     observed.values = {"name": sample.name, "lxcpath": sample.lxc.path}
+    observed.evidence = "\n".join(sample.lxc_errors)
     assert sample.phases.running is not None, sample.error or f"{sample.name} did not start"
     assert sample.stopped_after is None, sample.error
 
@@ -76,7 +85,7 @@ def test_memsw_limit(check, sample, sample_index, wanted_limits, observed):
 def test_memory_enforced(check, fleet, wanted_limits, observed):
     running = [s for s in fleet.samples if s.phases.running is not None]
     if not running:
-        pytest.skip("no sample is running (see containers.running)")
+        pytest.skip("not checked: containers.running failed: no sample is running")
     killed, evidence = running[0].allocate_past(wanted_limits.memory)
     observed.expected = f"a process allocating more than {wanted_limits.memory_text} is killed"
     observed.actual = "killed" if killed else "not killed"
@@ -108,7 +117,7 @@ def test_ipv4(check, sample, sample_index, fleet, address_plan, observed):
 
 def test_machine_id(check, sample, sample_index, fleet, observed):
     if not sample.login:
-        pytest.skip(f"no login to {sample.name} (see containers.ssh_login)")
+        pytest.skip(f"not checked: containers.ssh_login failed: no login to {sample.name}")
     mine = sample.login["machine_id"]
     sharing = fleet.sharing_machine_id(sample)
     observed.expected = "a machine-id no other clone has"
@@ -148,7 +157,8 @@ def test_ssh_login(check, sample, sample_index, fleet, observed):
     observed.expected = f"login as {fleet.user}; hostname {sample.name}; PID 1 systemd"
     observed.actual = (f"{sample.login['method']} login; hostname {sample.login['hostname']}, PID 1 {sample.login['pid1']}"
                        if sample.login else f"no login: {sample.error}")
-    observed.evidence = sample.banner
+    observed.evidence = sample.banner if sample.login else "\n".join(
+        filter(None, [sample.banner, "slowest units of the boot:", sample.slowest_units()]))
     assert sample.login, sample.error or "no login"
     assert sample.login["hostname"] == sample.name, f"hostname is {sample.login['hostname']}, not {sample.name}"
     assert sample.login["pid1"] == "systemd", f"PID 1 is {sample.login['pid1']}, not systemd"
@@ -163,3 +173,16 @@ def test_guest_fixes(check, sample, sample_index, observed):
         "present" if pin else "missing")
     assert not required, f"pam_loginuid is still required: {'; '.join(required)}"
     assert pin, "/etc/apt/preferences.d/no-dbus.pref is missing"
+
+
+def test_leases_released(check, fleet_removed, address_plan, observed):
+    fleet, free_now = fleet_removed
+    before = fleet.pool_free_before
+    observed.expected = (f"every sample's lease given back: {before} free addresses in the pool, as before the samples"
+                         if not address_plan.static else "no lease taken (static addresses)")
+    observed.actual = f"{free_now} free addresses" + (f"; not released: {'; '.join(fleet.unreleased)}"
+                                                       if fleet.unreleased else "")
+    observed.evidence = "\n".join(fleet.unreleased)
+    observed.values = {"leasefiles": " ".join(fleet.leasefiles) or "the lease file"}
+    assert not fleet.unreleased, "leases not given back: " + "; ".join(fleet.unreleased)
+    assert before is None or free_now >= before, f"the pool had {before} free addresses before the samples, {free_now} after"

@@ -96,7 +96,7 @@ def test_subids_cover_idmap(check, host_files, lxc_user, default_config, observe
     first = uncovered[0] if uncovered else (check.idmap_kind, 0, 100000, 65536)
     observed.values = {"user": lxc_user.name, "start": first[2], "end": first[2] + first[3] - 1}
     if not maps:
-        pytest.skip(f"{path} has no lxc.idmap {check.idmap_kind} line to cover (see host.lxc_idmap)")
+        pytest.skip(f"not checked: host.lxc_idmap failed: {path} has no lxc.idmap {check.idmap_kind} line to cover")
     assert not uncovered, f"not granted in {subids.path}: " + ", ".join(f"{m[2]}-{m[2] + m[3] - 1}" for m in uncovered)
 
 
@@ -144,7 +144,7 @@ def test_pam_cgfs(check, host_files, profile, observed):
 
 def test_lxc_path_traversable(check, lxc_user, observed):
     if not lxc_user.exists:
-        pytest.skip(f"there is no user {lxc_user.name} (see host.lxc_user)")
+        pytest.skip(f"not checked: host.lxc_user failed: there is no user {lxc_user.name}")
     blocked = lxc_user.untraversable()
     observed.expected = f"every directory down to {lxc_user.lxc_path} has o+x"
     observed.actual = ", ".join(blocked) or "all traversable"
@@ -199,7 +199,7 @@ def test_lxc_net_disabled(check, host_files, observed):
 
 def test_autostart(check, host, profile, lxc_user, systemd, observed):
     if lxc_user and not lxc_user.exists:
-        pytest.skip(f"there is no user {lxc_user.name} (see host.lxc_user)")
+        pytest.skip(f"not checked: host.lxc_user failed: there is no user {lxc_user.name}")
     line = lxc_user.autostart_line if lxc_user else None
     service = systemd.enabled("lxc.service")
     owner = lxc_user.name if lxc_user else "root"

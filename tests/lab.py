@@ -31,3 +31,35 @@ def workshop_host(lab_gold):
     run_id = uuid.uuid4().hex
     with LabNetwork(run_id) as network, LabUser(run_id, network.bridge, 4, lab_gold, memory="512M", memsw="1G") as user:
         yield network, user, password
+
+
+def build_fleet(network, user, count: int) -> list[str]:
+    """Seed 000's fleet in small, in USER's lxcpath: the gold given the static
+    address .100 of the bridge's subnet, then COUNT full copies pc1..pcN
+    (lxc-copy as the user), each with a random 52:56 MAC appended to its config,
+    lxc.start.auto = 1, its address set to .100+i as the seed's sed sets it, and
+    its name as hostname. Removed with the user."""
+    import subprocess
+
+    from lxc_compliance.lab.samples import random_mac
+
+    base = network.subnet.network_address + 100
+    gold = user.gold
+    interfaces = gold.rootfs / "etc/network/interfaces"
+    interfaces.write_text(
+        "auto lo\niface lo inet loopback\n\nauto eth0\niface eth0 inet static\n"
+        f"    address {base}/{network.subnet.prefixlen}\n    gateway {network.address}\n")
+    names = []
+    for index in range(1, count + 1):
+        name = f"pc{index}"
+        subprocess.run(["su", "-", user.name, "-c", f"lxc-copy -n {gold.name} -N {name}"], check=True,
+                       capture_output=True, timeout=300)
+        folder = gold.lxc.path / name
+        with open(folder / "config", "a") as config:
+            config.write(f"lxc.net.0.hwaddr = {random_mac('52:56')}\nlxc.start.auto = 1\n")
+        guest = folder / "rootfs/etc"
+        text = (guest / "network/interfaces").read_text()
+        (guest / "network/interfaces").write_text(text.replace(f"{base}/", f"{base + index}/"))
+        (guest / "hostname").write_text(f"{name}\n")
+        names.append(name)
+    return names

@@ -18,6 +18,7 @@ import pytest
 from configs import SYNTHETIC
 from conftest import ROOT, Suite
 from hoststate import HostState
+from paths import path_without
 
 
 @dataclass(frozen=True)
@@ -71,6 +72,7 @@ BAD_INPUTS = {
     "profile-too-many-samples": _profile("containers: {samples: 100000}\n", "containers.samples", "at most 500"),
     "option-gold-not-a-name": BadInput(("--profile=lab", "--gold=../etc"), 4, ("--gold=../etc", "not a container name")),
     "option-report-dir-is-a-file": BadInput(("--report-dir={dir}/file",), 4, ("not a directory",), files={"file": b""}),
+    "option-report-dir-unwritable": BadInput(("--report-dir=/proc/sys",), 4, ("--report-dir=/proc/sys", "cannot write there")),
     # Kernel configs: the run goes on, the config check says what is wrong with the file.
     "kernel-config-empty": BadInput(("--kernel-config={dir}/config",), 1, ("empty",), "kernel.config_file", {"config": SYNTHETIC["empty"]}),
     "kernel-config-binary": BadInput(("--kernel-config={dir}/config",), 1, ("binary",), "kernel.config_file", {"config": SYNTHETIC["binary-garbage"]}),
@@ -100,18 +102,6 @@ BAD_INPUTS = {
 }
 
 
-def _path_without(prefixes: tuple[str, ...], directory: Path) -> str:
-    """A PATH where every command is found except those starting with PREFIXES."""
-    bin_dir = directory / "bin"
-    bin_dir.mkdir()
-    for folder in os.environ["PATH"].split(":") + ["/usr/sbin", "/sbin"]:
-        for command in Path(folder).glob("*") if Path(folder).is_dir() else []:
-            target = bin_dir / command.name
-            if not command.name.startswith(prefixes) and not target.exists() and os.access(command, os.X_OK):
-                target.symlink_to(command)
-    return str(bin_dir)
-
-
 @pytest.fixture
 def workdir():
     """A directory every user can read (pytest's tmp_path is root's alone)."""
@@ -137,7 +127,7 @@ def test_bad_input_gets_a_clear_answer(name, workdir):
     reports = workdir / "reports"
     reports.mkdir(mode=0o777)
     reports.chmod(0o777)
-    env = {"PATH": _path_without(case.without, workdir)} if case.without else None
+    env = {"PATH": path_without(case.without, workdir)} if case.without else None
     suite = Suite(reports)
     with HostState() if case.host_wide else contextlib.nullcontext():
         result = suite.run(*(arg.format(dir=workdir) for arg in case.args), env=env, user=case.user, timeout=300)

@@ -1,6 +1,7 @@
-"""Audits change nothing: the kernel, host and workshop profiles leave kernel
-settings, links and addresses, /etc, the LXC paths and the host's daemons as
-they found them (the workshop run's own samples come and go)."""
+"""Audits change nothing: the kernel, host and workshop profiles (and the lab
+main job) leave kernel settings, links and addresses, /etc, the LXC paths, every
+container that was there, dnsmasq's leases, crontabs and the host's daemons as
+they found them (the runs' own samples come and go)."""
 
 from __future__ import annotations
 
@@ -39,6 +40,15 @@ def test_workshop_audit_with_samples_changes_nothing_but_its_samples(workshop_ho
     checks = {c["id"]: c for c in suite.results("event")["checks"]}
     assert checks["containers.ssh_login.s02"]["outcome"] == "passed", result.stdout[-3000:]
     assert checks["network.dhcp_exchange"]["outcome"] == "passed"
+    assert before.differences(HostSnapshot.take()) == []
+
+
+def test_a_lab_run_leaves_the_host_as_found(lab_gold, suite):
+    """The main job builds and removes its own network, samples and files: the
+    host's containers, leases, files and daemons are as before."""
+    before = HostSnapshot.take()
+    result = suite.run("--profile=lab", "--samples=2", timeout=600)
+    assert result.returncode == 0, result.stdout[-3000:]
     assert before.differences(HostSnapshot.take()) == []
 
 

@@ -1,0 +1,183 @@
+"""The event's own containers, as they are defined on the host.
+
+``member`` is one container (its effective config as liblxc loads it, its root
+filesystem), ``fleet_view`` all of them; ``checks/fleet.yaml`` says why each
+check matters. Nothing here starts or changes a container.
+"""
+
+import pytest
+
+
+def _where(member, observed, **values):
+    observed.values = {"name": member.name, "config": str(member.config_path), "lxcpath": str(member.lxc.path),
+                       "owner": member.owner, "rootfs": str(member.rootfs), **values}
+
+
+def test_config_loads(check, member, observed):
+    legacy = member.legacy
+    _where(member, observed, renames=", ".join(f"{e.key} -> {e.current_key or '(removed)'}" for e in legacy))
+    observed.expected = "the config loads in LXC (no pre-3.0 keys)"
+    observed.actual = member.load_error or ("; ".join(e.where() for e in legacy) or "loads")
+    observed.evidence = "\n".join(e.where() for e in legacy)
+    assert not legacy, f"{member.label}: LXC no longer reads " + ", ".join(
+        f"{e.key} (line {e.line}; now {e.current_key or 'removed'})" for e in legacy)
+    assert member.load_error is None, f"{member.label}: LXC does not load its config: {member.load_error}"
+
+
+def test_rootfs(check, loaded, observed):
+    _where(loaded, observed)
+    observed.expected = "the root filesystem exists"
+    observed.actual = f"{loaded.rootfs} " + ("is there" if loaded.guest.present else "is missing")
+    assert loaded.guest.present, f"{loaded.label}: {loaded.rootfs} is missing"
+
+
+def test_memory_limit(check, loaded, fleet_limits, observed):
+    found = loaded.effective.limit("memory")
+    _where(loaded, observed, expected=fleet_limits.memory_setting)
+    observed.expected = f"memory limit {fleet_limits.text(fleet_limits.memory)}"
+    observed.actual = f"memory limit {fleet_limits.text(found)}"
+    if fleet_limits.memory is None:
+        pytest.skip("the profile sets no memory limit (containers.memory_limit)")
+    assert found == fleet_limits.memory, (f"{loaded.label}'s memory limit is {fleet_limits.text(found)}, the event "
+                                          f"plans {fleet_limits.text(fleet_limits.memory)}")
+
+
+def test_memsw_limit(check, loaded, fleet_limits, observed):
+    found = loaded.effective.limit("memsw")
+    _where(loaded, observed, expected=fleet_limits.memsw_setting)
+    observed.expected = f"memory+swap limit {fleet_limits.text(fleet_limits.memsw)}"
+    observed.actual = f"memory+swap limit {fleet_limits.text(found)}"
+    assert found == fleet_limits.memsw, (f"{loaded.label}'s memory+swap limit is {fleet_limits.text(found)}, the "
+                                         f"event plans {fleet_limits.text(fleet_limits.memsw)}")
+
+
+def test_network(check, loaded, fleet_network, observed):
+    kind, link = loaded.config.get("lxc.net.0.type", ""), loaded.config.get("lxc.net.0.link", "")
+    _where(loaded, observed, bridge=fleet_network.bridge)
+    observed.expected = f"lxc.net.0: veth on {fleet_network.bridge}"
+    observed.actual = f"lxc.net.0: {kind or 'no type'} on {link or 'no link'}"
+    assert kind == "veth" and link == fleet_network.bridge, f"{loaded.label} is not a veth on {fleet_network.bridge}"
+
+
+def test_mac(check, loaded, fleet_view, mac_prefix, observed):
+    mac = loaded.hwaddr
+    sharing = fleet_view.sharing(loaded, lambda m: m.hwaddr)
+    _where(loaded, observed, suggestion=f"{mac_prefix}:xx:xx:xx:xx"[:17])
+    observed.expected = f"lxc.net.0.hwaddr set: unicast, starting {mac_prefix}, no other container's"
+    observed.actual = (mac or "not set (LXC makes a new one at every start)") + (
+        f", also {', '.join(sharing)}'s" if sharing else "")
+    assert mac, f"{loaded.label} has no lxc.net.0.hwaddr: its MAC, and so its DHCP lease, changes at every start"
+    problem = loaded.mac_problem(mac_prefix)
+    assert problem is None, f"{loaded.label}: {problem}"
+    assert not sharing, f"{loaded.label}'s MAC {mac} is also the MAC of {', '.join(sharing)}"
+
+
+def test_autostart(check, loaded, observed):
+    value = loaded.config.get("lxc.start.auto", "")
+    _where(loaded, observed)
+    observed.expected = "lxc.start.auto = 1"
+    observed.actual = f"lxc.start.auto = {value or '0 (not set)'}"
+    assert value == "1", f"{loaded.label} is not started at boot (lxc.start.auto = {value or 'unset'})"
+
+
+def test_idmap(check, loaded, subordinate_ids, observed):
+    outside = loaded.idmap_outside(subordinate_ids)
+    first = outside[0] if outside else ("u", 0, 100000, 65536)
+    _where(loaded, observed, start=first[2], end=first[2] + first[3] - 1)
+    observed.expected = f"every lxc.idmap line inside {loaded.owner}'s /etc/subuid and /etc/subgid ranges"
+    observed.actual = "; ".join(" ".join(map(str, m)) for m in loaded.idmaps) or "no id map (privileged)"
+    observed.evidence = "\n".join(f"not granted: {' '.join(map(str, m))}" for m in outside)
+    if not loaded.idmaps:
+        pytest.skip(f"{loaded.label} has no id map: it runs privileged (see security.unprivileged)")
+    assert not outside, f"{loaded.label} maps ids {loaded.owner} was not given: " + ", ".join(
+        f"{kind} {host}-{host + count - 1}" for kind, _, host, count in outside)
+
+
+def test_address(check, guest, member, fleet_view, fleet_network, observed):
+    address = member.address
+    pool = fleet_network.pool
+    ranges = ", ".join(f"{r.first}-{r.last}" for r in pool.ranges) if pool and pool.ranges else "the DHCP range"
+    sharing = fleet_view.sharing(member, lambda m: m.address.ip if m.address else None)
+    gold = fleet_view.gold_address
+    _where(member, observed, subnet=fleet_network.subnet or "the subnet", dhcp_range=ranges, source=member.address_source)
+    observed.expected = f"a static address of its own in {fleet_network.subnet or 'the subnet'} outside {ranges}, or DHCP"
+    observed.actual = (f"{address} from {member.address_source}" if address else member.address_source) + (
+        f"; also {', '.join(sharing)}'s" if sharing else "")
+    if address is None:
+        assert member.uses_dhcp, f"{member.label} has no address: {member.address_source}"
+        return
+    assert fleet_network.subnet is None or address.ip in fleet_network.subnet, (
+        f"{member.label}'s address {address.ip} is outside {fleet_network.subnet}")
+    assert not fleet_network.in_range(address.ip), (
+        f"{member.label}'s static address {address.ip} is inside the DHCP range {ranges}: dnsmasq may lease it")
+    assert gold is None or address.ip != gold.ip, (
+        f"{member.label} still has the gold's address {gold.ip}: the copy's address was never set")
+    assert not sharing, f"{member.label}'s address {address.ip} is also that of {', '.join(sharing)}"
+
+
+def test_hostname(check, guest, member, fleet_view, observed):
+    hostname = guest.hostname
+    sharing = fleet_view.sharing(member, lambda m: m.guest.hostname.split(".")[0] if m.guest.present else None)
+    _where(member, observed)
+    observed.expected = f"/etc/hostname {member.name} (or {member.name}.DOMAIN), no other container's"
+    observed.actual = (hostname or "empty") + (f"; also {', '.join(sharing)}'s" if sharing else "")
+    assert hostname.split(".")[0] == member.name, f"{member.label}'s hostname is {hostname or 'empty'}, not {member.name}"
+    assert not sharing, f"{member.label}'s hostname {hostname} is also that of {', '.join(sharing)}"
+
+
+def test_machine_id(check, guest, member, fleet_view, observed):
+    sharing = fleet_view.sharing(member, lambda m: m.guest.machine_id if m.guest.present else None)
+    _where(member, observed)
+    observed.expected = "an empty /etc/machine-id, or one no other container has"
+    observed.actual = (guest.machine_id or "empty (made at first boot)") + (
+        f"; also {', '.join(sharing)}'s" if sharing else "")
+    assert not sharing, f"{member.label} shares its machine-id with {', '.join(sharing)}"
+
+
+def test_dhcp_lease(check, guest, member, observed):
+    leases = guest.dhcp_leases
+    _where(member, observed)
+    observed.expected = "no dhclient lease in the copy"
+    observed.actual = ", ".join(leases) or "none"
+    assert not leases, f"{member.label} carries DHCP leases ({', '.join(leases)}): it asks for an address it was never given"
+
+
+def test_guest_fixes(check, guest, member, observed):
+    required, pin = guest.pam_loginuid_required, guest.no_dbus_pin
+    _where(member, observed)
+    observed.expected = "pam_loginuid optional for sshd and cron; dbus pinned to -1"
+    observed.actual = ("; ".join(required) or "pam_loginuid optional") + "; no-dbus pin " + ("present" if pin else "missing")
+    assert not required, f"{member.label}: pam_loginuid is still required: {'; '.join(required)}"
+    assert pin, f"{member.label}: /etc/apt/preferences.d/no-dbus.pref is missing"
+
+
+def test_usernet_quota(check, fleet_members, fleet_network, usernet_grants, observed):
+    needed = {}
+    for member in fleet_members:
+        if member.owner != "root":
+            needed[member.owner] = needed.get(member.owner, 0) + 1
+    short = {owner: (count, usernet_grants(owner)) for owner, count in needed.items() if usernet_grants(owner) < count}
+    owner = next(iter(short), next(iter(needed), "OWNER"))
+    observed.values = {"owner": owner, "bridge": fleet_network.bridge, "needed": needed.get(owner, 0)}
+    observed.expected = f"each owner's veth quota on {fleet_network.bridge} covers their containers"
+    observed.actual = "; ".join(f"{o}: {n} containers, quota {usernet_grants(o)}" for o, n in needed.items()) or (
+        "root's containers only (no quota applies)")
+    assert not short, "; ".join(f"{o} has {n} containers on {fleet_network.bridge} but may attach {q}"
+                                for o, (n, q) in short.items())
+
+
+def test_dhcp_pool(check, fleet_members, fleet_network, observed):
+    dhcp = [m.label for m in fleet_members if m.uses_dhcp]
+    size = sum(r.size for r in fleet_network.pool.ranges) if fleet_network.pool else 0
+    observed.values = {"bridge": fleet_network.bridge, "needed": len(dhcp)}
+    observed.expected = f"a DHCP pool of at least {len(dhcp)} addresses for the DHCP containers"
+    observed.actual = f"{size} addresses for {len(dhcp)} DHCP containers"
+    assert size >= len(dhcp), f"{len(dhcp)} containers ask DHCP for an address; the pool has {size}"
+
+
+def test_host_capacity(check, fleet_members, profile, observed):
+    observed.values = {"count": len(fleet_members)}
+    observed.expected = f"at most host.containers = {profile.containers} containers"
+    observed.actual = f"{len(fleet_members)} containers defined"
+    assert len(fleet_members) <= profile.containers, (
+        f"{len(fleet_members)} containers are defined; the host is tuned for {profile.containers} (host.containers)")

@@ -1,0 +1,126 @@
+"""The event's own containers, audited as defined: seed 000's host in small with
+six unprivileged full copies of the user's gold (a random 52:56 MAC appended to
+each config, the address .100+i written into each guest as the seed's sed
+writes it). Without a fault the fleet passes; each fault alone fails exactly its
+check for exactly the containers it concerns, and nothing else; the audit
+changes nothing."""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import uuid
+from pathlib import Path
+
+import pytest
+
+from conftest import ROOT
+from hoststate import HostState
+from hostsnapshot import HostSnapshot
+from lab import build_fleet
+
+COPIES = 6
+
+
+@pytest.fixture
+def seed_fleet(lab_gold):
+    """(network, user, copies, host state): the bridge's dnsmasq leases .20-.80 as seed 000's does."""
+    from lxc_compliance.lab.network import LabNetwork
+    from lxc_compliance.lab.user import LabUser
+
+    with HostState() as state:
+        lab_gold.prepare("student", None, "512M", "1G")
+        run_id = uuid.uuid4().hex
+        with LabNetwork(run_id, dhcp_hosts=(20, 80)) as network, \
+                LabUser(run_id, network.bridge, COPIES + 2, lab_gold, memory="512M", memsw="1G") as user:
+            yield network, user, build_fleet(network, user, COPIES), state
+
+
+def _audit(suite, folder: Path, seed_fleet) -> dict[str, dict]:
+    network, user, _, _ = seed_fleet
+    folder.mkdir(parents=True)
+    profile = folder / "event.yaml"
+    profile.write_text(
+        f"extends: {ROOT / 'profiles' / 'workshop.yaml'}\n"
+        f"host: {{user: {user.name}}}\n"
+        f"network:\n  bridge: {network.bridge}\n  subnet: {network.subnet}\n"
+        f"containers:\n  gold: {user.gold.name}\n")
+    result = suite.run(f"--profile={profile}", "-m", "fleet", timeout=120)
+    assert result.returncode in (0, 1), result.stdout[-3000:] + result.stderr[-2000:]
+    document = suite.results("event")
+    suite.report_dir.rename(folder / "reports")
+    return {c["id"]: c for c in document["checks"]}
+
+
+def _failed(checks: dict[str, dict]) -> list[str]:
+    return sorted(i for i, c in checks.items() if c["outcome"] in ("failed", "error"))
+
+
+@contextlib.contextmanager
+def _edited(path: Path, change):
+    """PATH with CHANGE(text) written into it, put back afterwards."""
+    original = path.read_text()
+    path.write_text(change(original))
+    try:
+        yield
+    finally:
+        path.write_text(original)
+
+
+def _faults(seed_fleet) -> dict:
+    """Each fault: (the change, the failures it must give)."""
+    network, user, copies, _ = seed_fleet
+    lxcpath = user.gold.lxc.path
+    config = lambda name: lxcpath / name / "config"  # noqa: E731
+    guest = lambda name, relative: lxcpath / name / "rootfs" / relative  # noqa: E731
+    base = network.subnet.network_address + 100
+    mac_of = lambda name: re.search(r"^lxc\.net\.0\.hwaddr = (\S+)$", config(name).read_text(), re.M)[1]  # noqa: E731
+
+    def address(name, new):
+        return _edited(guest(name, "etc/network/interfaces"), lambda text: re.sub(r"address \S+/", f"address {new}/", text))
+
+    usernet = Path("/etc/lxc/lxc-usernet")
+    return {
+        "duplicate MAC": (_edited(config("pc3"), lambda text: text.replace(mac_of("pc3"), mac_of("pc2"))),
+                          ["fleet.mac.pc2", "fleet.mac.pc3"]),
+        "duplicate address": (address("pc4", base + 5), ["fleet.address.pc4", "fleet.address.pc5"]),
+        "address inside the DHCP range": (address("pc2", network.subnet.network_address + 50), ["fleet.address.pc2"]),
+        "two copies still on the gold's address": (_both(address("pc5", base), address("pc6", base)),
+                                                    ["fleet.address.pc5", "fleet.address.pc6"]),
+        "lxc.start.auto missing": (_edited(config("pc2"), lambda text: text.replace("lxc.start.auto = 1\n", "")),
+                                   ["fleet.autostart.pc2"]),
+        "256M memory limit": (_edited(config("pc3"), lambda text: text + "lxc.cgroup.memory.limit_in_bytes = 256M\n"),
+                              ["fleet.memory_limit.pc3"]),
+        "a legacy lxc.network key": (_edited(config("pc4"), lambda text: text + "lxc.network.type = veth\n"),
+                                     ["fleet.config_loads.pc4"]),
+        "a hostname twice": (_edited(guest("pc6", "etc/hostname"), lambda text: "pc5\n"),
+                             ["fleet.hostname.pc5", "fleet.hostname.pc6"]),
+        "more copies than the lxc-usernet quota": (
+            _edited(usernet, lambda text: text.replace(f"{user.name} veth {network.bridge} {COPIES + 2}",
+                                                       f"{user.name} veth {network.bridge} {COPIES - 1}")),
+            ["fleet.usernet_quota"]),
+    }
+
+
+@contextlib.contextmanager
+def _both(first, second):
+    with first, second:
+        yield
+
+
+def test_each_fleet_fault_fails_its_check_for_its_container(seed_fleet, tmp_path, suite):
+    before = HostSnapshot.take()
+    checks = _audit(suite, tmp_path / "clean", seed_fleet)
+    assert _failed(checks) == [], {i: checks[i]["message"] for i in _failed(checks)}
+    assert len([i for i in checks if i.startswith("fleet.mac.")]) == COPIES, "every copy is audited, the gold is not"
+    assert checks["fleet.address.pc3"]["outcome"] == "passed"
+    assert before.differences(HostSnapshot.take()) == [], "the audit writes nothing"
+    found, wanted = {}, {}
+    for fault, (injected, failures) in _faults(seed_fleet).items():
+        with injected:
+            checks = _audit(suite, tmp_path / re.sub(r"\W+", "-", fault), seed_fleet)
+        found[fault], wanted[fault] = _failed(checks), failures
+        if fault == "a legacy lxc.network key":
+            assert "lxc.network.type" in checks["fleet.config_loads.pc4"]["message"]
+            assert checks["fleet.memory_limit.pc4"]["blocked_by"] == "fleet.config_loads.pc4"
+    assert found == wanted
