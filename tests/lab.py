@@ -63,3 +63,22 @@ def build_fleet(network, user, count: int) -> list[str]:
         (guest / "hostname").write_text(f"{name}\n")
         names.append(name)
     return names
+
+
+COPIES = 6
+
+
+@pytest.fixture
+def seed_fleet(lab_gold):
+    """(network, user, copies, host state): seed 000's host with COPIES copies in
+    the user's lxcpath; the bridge's dnsmasq leases .20-.80 as seed 000's does."""
+    from hoststate import HostState
+    from lxc_compliance.lab.network import LabNetwork
+    from lxc_compliance.lab.user import LabUser
+
+    with HostState() as state:
+        lab_gold.prepare("student", None, "512M", "1G")
+        run_id = uuid.uuid4().hex
+        with LabNetwork(run_id, dhcp_hosts=(20, 80)) as network, \
+                LabUser(run_id, network.bridge, COPIES + 2, lab_gold, memory="512M", memsw="1G") as user:
+            yield network, user, build_fleet(network, user, COPIES), state

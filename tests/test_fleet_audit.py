@@ -9,31 +9,14 @@ from __future__ import annotations
 
 import contextlib
 import re
-import uuid
 from pathlib import Path
 
 import pytest
 
 from conftest import ROOT
-from hoststate import HostState
 from hostsnapshot import HostSnapshot
-from lab import build_fleet
 
-COPIES = 6
-
-
-@pytest.fixture
-def seed_fleet(lab_gold):
-    """(network, user, copies, host state): the bridge's dnsmasq leases .20-.80 as seed 000's does."""
-    from lxc_compliance.lab.network import LabNetwork
-    from lxc_compliance.lab.user import LabUser
-
-    with HostState() as state:
-        lab_gold.prepare("student", None, "512M", "1G")
-        run_id = uuid.uuid4().hex
-        with LabNetwork(run_id, dhcp_hosts=(20, 80)) as network, \
-                LabUser(run_id, network.bridge, COPIES + 2, lab_gold, memory="512M", memsw="1G") as user:
-            yield network, user, build_fleet(network, user, COPIES), state
+from lab import COPIES
 
 
 def _audit(suite, folder: Path, seed_fleet) -> dict[str, dict]:

@@ -1,0 +1,144 @@
+"""Container security, statically and at run time: one weakness at a time
+written into one container's config fails exactly its security check for that
+container; the runtime checks read the real init of a sample started with the
+weakness. Unprivileged copies are seed 000's (the user's lxcpath); privileged
+ones are full copies of the lab's gold in root's."""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import subprocess
+import uuid
+from pathlib import Path
+
+import pytest
+
+from conftest import ROOT
+
+
+def _audit(suite, folder: Path, profile_text: str, *args: str) -> dict[str, dict]:
+    folder.mkdir(parents=True)
+    profile = folder / "audit.yaml"
+    profile.write_text(profile_text)
+    result = suite.run(f"--profile={profile}", *args, timeout=300)
+    assert result.returncode in (0, 1), result.stdout[-3000:] + result.stderr[-2000:]
+    document = suite.results("audit")
+    suite.report_dir.rename(folder / "reports")
+    return {c["id"]: c for c in document["checks"]}
+
+
+def _failed(checks: dict) -> list[str]:
+    return sorted(i for i, c in checks.items() if c["outcome"] in ("failed", "error"))
+
+
+@contextlib.contextmanager
+def _appended(config: Path, lines: str):
+    original = config.read_text()
+    config.write_text(original + lines)
+    try:
+        yield
+    finally:
+        config.write_text(original)
+
+
+def _weaknesses(config, name: str) -> dict:
+    return {
+        "AppArmor unconfined": (_appended(config(name), "lxc.apparmor.profile = unconfined\n"), f"security.apparmor.{name}"),
+        "seccomp profile cleared": (_appended(config(name), "lxc.seccomp.profile =\n"), f"security.seccomp.{name}"),
+        "a bind mount of the host's /etc": (
+            _appended(config(name), "lxc.mount.entry = /etc etc/host none bind,ro,create=dir 0 0\n"),
+            f"security.mounts.{name}"),
+        "nesting.conf included": (_appended(config(name), "lxc.include = /usr/share/lxc/config/nesting.conf\n"),
+                                  f"security.nesting.{name}"),
+    }
+
+
+def test_each_weakness_of_an_unprivileged_copy_fails_its_check(seed_fleet, tmp_path, suite):
+    network, user, copies, _ = seed_fleet
+    config = lambda name: user.gold.lxc.path / name / "config"  # noqa: E731
+    profile = (f"extends: {ROOT / 'profiles' / 'workshop.yaml'}\nhost: {{user: {user.name}}}\n"
+               f"network: {{bridge: {network.bridge}, subnet: {network.subnet}}}\n"
+               f"fleet: {{lxcpaths: [{user.name}]}}\ncontainers: {{gold: {user.gold.name}}}\n")
+    checks = _audit(suite, tmp_path / "clean", profile, "-m", "security", "--samples=0")
+    assert _failed(checks) == [], {i: checks[i]["message"] for i in _failed(checks)}
+    assert len([i for i in checks if i.startswith("security.seccomp.")]) == len(copies)
+    assert checks["security.capabilities.pc1"]["outcome"] == "skipped", "an unprivileged copy's capabilities are its own"
+    found, wanted = {}, {}
+    weaknesses = _weaknesses(config, "pc2")
+    weaknesses["privileged (its id map removed)"] = (
+        _removed_idmap(config("pc3")), "security.unprivileged.pc3")
+    for weakness, (injected, failure) in weaknesses.items():
+        with injected:
+            checks = _audit(suite, tmp_path / re.sub(r"\W+", "-", weakness), profile, "-m", "security", "--samples=0")
+        found[weakness], wanted[weakness] = _failed(checks), [failure]
+    assert found == wanted
+
+
+@contextlib.contextmanager
+def _removed_idmap(config: Path):
+    original = config.read_text()
+    config.write_text("".join(line for line in original.splitlines(keepends=True) if not line.startswith("lxc.idmap")))
+    try:
+        yield
+    finally:
+        config.write_text(original)
+
+
+@pytest.fixture
+def root_copies(lab_gold):
+    """Two privileged full copies of the lab's gold in root's lxcpath (pcr1, pcr2), removed afterwards."""
+    from lxc_compliance.lab.gold import GoldImage
+
+    names = [f"pcr{uuid.uuid4().hex[:4]}{i}" for i in (1, 2)]
+    copies = [GoldImage(name) for name in names]
+    try:
+        for name in names:
+            subprocess.run(["lxc-copy", "-n", lab_gold.name, "-N", name], check=True, capture_output=True, timeout=300)
+        yield names
+    finally:
+        for copy in copies:
+            copy.remove()
+
+
+def test_each_weakness_of_a_privileged_copy_fails_its_check(root_copies, tmp_path, suite):
+    config = lambda name: Path("/var/lib/lxc") / name / "config"  # noqa: E731
+    profile = (f"extends: {ROOT / 'profiles' / 'kernel.yaml'}\ncategories: [security]\n"
+               f"fleet: {{lxcpaths: [root], pattern: 'pcr*'}}\n"
+               "security: {allow_privileged: true, allow_nesting: true}\n")
+    checks = _audit(suite, tmp_path / "clean", profile, "-m", "security")
+    assert _failed(checks) == [], {i: checks[i]["message"] for i in _failed(checks)}
+    assert checks[f"security.unprivileged.{root_copies[0]}"]["outcome"] == "warned"
+    name = root_copies[1]
+    found, wanted = {}, {}
+    weaknesses = {
+        "capability drops cleared": (_appended(config(name), "lxc.cap.drop =\n"), f"security.capabilities.{name}"),
+        "all devices allowed": (_appended(config(name), "lxc.cgroup.devices.allow = a\n"), f"security.devices.{name}"),
+    }
+    for weakness, (injected, failure) in weaknesses.items():
+        with injected:
+            checks = _audit(suite, tmp_path / re.sub(r"\W+", "-", weakness), profile, "-m", "security")
+        found[weakness], wanted[weakness] = _failed(checks), [failure]
+    assert found == wanted
+
+
+def test_runtime_checks_read_the_real_init(lab_gold, tmp_path, suite):
+    """A sample started from a gold whose config clears the capability drops and the
+    seccomp policy: its init's CapBnd and Seccomp show it."""
+    from lxc_compliance.lab.gold import GoldImage
+
+    weak = GoldImage(f"lxcc-gold-test-{uuid.uuid4().hex[:6]}")
+    try:
+        subprocess.run(["lxc-copy", "-n", lab_gold.name, "-N", weak.name], check=True, capture_output=True, timeout=300)
+        weak.prepare("student", None, "512M", "1G")
+        with open(weak.config_path, "a") as config:
+            config.write("lxc.cap.drop =\nlxc.seccomp.profile =\n")
+        profile = (f"extends: {ROOT / 'profiles' / 'lab.yaml'}\ncategories: [containers, security]\n"
+                   f"containers: {{gold: {weak.name}, samples: 1, ssh: {{user: student}}}}\n")
+        checks = _audit(suite, tmp_path / "weak", profile)
+    finally:
+        weak.remove()
+    assert checks["security.seccomp.s01"]["outcome"] == "failed"
+    assert checks["security.seccomp.s01"]["actual"] == "Seccomp: 0"
+    assert checks["security.capabilities.s01"]["outcome"] == "failed"
+    assert "sys_module" in checks["security.capabilities.s01"]["actual"]
