@@ -181,3 +181,40 @@ def test_host_capacity(check, fleet_members, profile, observed):
     observed.actual = f"{len(fleet_members)} containers defined"
     assert len(fleet_members) <= profile.containers, (
         f"{len(fleet_members)} containers are defined; the host is tuned for {profile.containers} (host.containers)")
+
+
+def test_start_capacity(check, fleet_capacity, observed):
+    capacity, count = fleet_capacity
+    short = capacity.shortfalls
+    observed.expected = f"room for the fleet's {count} stopped containers"
+    observed.actual = "; ".join(short) or "enough inotify instances, PIDs and memory"
+    observed.evidence = capacity.describe()
+    observed.values = {"fix": "; ".join(short) or "nothing to fix"}
+    assert not short, f"the host cannot start the fleet's {count} stopped containers: " + "; ".join(short)
+
+
+def test_started(check, member, started, observed):
+    phases = started.phases.as_dict()
+    observed.values = {"name": member.name, "owner": member.owner}
+    observed.expected = "RUNNING, an address, sshd and a login"
+    observed.actual = (f"login after {phases['login']} s at {started.address}" if phases["login"] is not None
+                       else f"not up: {started.error}")
+    observed.metrics = {f"{name}_s": value for name, value in phases.items()}
+    observed.evidence = "\n".join(started.lxc_errors)
+    assert started.phases.login is not None, f"{member.label}: {started.error}"
+
+
+def test_start_time(check, fleet_started, profile, observed):
+    budget = float(profile.setting("fleet.start_budget_s") or 120)
+    count = len(fleet_started.started)
+    observed.expected = f"all {count} started containers up (a login each) within {budget:g} s"
+    observed.actual = (f"all up after {fleet_started.all_up_s} s" if fleet_started.all_up_s is not None
+                       else f"{sum(s.phases.login is not None for s in fleet_started.started.values())} of {count} came up")
+    observed.metrics = {"all_up_s": fleet_started.all_up_s, "started": count,
+                        "already_running": len(fleet_started.already_running)}
+    if not count:
+        pytest.skip("no container of the fleet was stopped: nothing to start")
+    down = [label for label, started in fleet_started.started.items() if started.phases.login is None]
+    if down:
+        pytest.skip(f"not checked: fleet.started.{down[0]} failed: {len(down)} of {count} did not come up")
+    assert fleet_started.all_up_s <= budget, f"the fleet took {fleet_started.all_up_s} s to come up; the budget is {budget:g} s"

@@ -107,3 +107,48 @@ def test_each_fleet_fault_fails_its_check_for_its_container(seed_fleet, tmp_path
             assert "lxc.network.type" in checks["fleet.config_loads.pc4"]["message"]
             assert checks["fleet.memory_limit.pc4"]["blocked_by"] == "fleet.config_loads.pc4"
     assert found == wanted
+
+
+def test_start_fleet_starts_the_stopped_ones_and_leaves_the_rest_as_found(seed_fleet, lab_gold, tmp_path, suite):
+    """--start-fleet with one copy already running, and one copy without sshd: every
+    other copy comes up and takes a login; the one without sshd fails its own check;
+    afterwards exactly the copies that ran before run."""
+    import subprocess
+
+    network, user, copies, _ = seed_fleet
+    password = lab_gold.prepare("student", None, "512M", "1G")
+    lxcpath = user.gold.lxc.path
+    subprocess.run(["chroot", str(lxcpath / "pc6/rootfs"), "dpkg", "--purge", "openssh-server"], check=True,
+                   capture_output=True, timeout=120)
+    subprocess.run(["su", "-", user.name, "-c", "lxc-start -n pc1"], check=True, capture_output=True, timeout=60)
+    try:
+        running_before = _running(lxcpath, copies)
+        assert running_before == ["pc1"]
+        folder = tmp_path / "start"
+        folder.mkdir()
+        profile = folder / "event.yaml"
+        profile.write_text(
+            f"extends: {ROOT / 'profiles' / 'workshop.yaml'}\nhost: {{user: {user.name}}}\n"
+            f"network:\n  bridge: {network.bridge}\n  subnet: {network.subnet}\n"
+            f"containers:\n  gold: {user.gold.name}\n  ssh: {{user: student, password_env: LXCCT_PASSWORD}}\n"
+            "fleet:\n  start_timeout_s: 60\n")
+        result = suite.run(f"--profile={profile}", "-m", "fleet", "--start-fleet", env={"LXCCT_PASSWORD": password},
+                           timeout=600)
+        checks = {c["id"]: c for c in suite.results("event")["checks"]}
+        assert _running(lxcpath, copies) == running_before
+    finally:
+        subprocess.run(["lxc-stop", "-P", str(lxcpath), "-n", "pc1", "-k"], capture_output=True, timeout=60)
+    assert _failed(checks) == ["fleet.started.pc6"], result.stdout[-3000:]
+    assert "sshd" in checks["fleet.started.pc6"]["message"]
+    assert checks["fleet.started.pc1"]["outcome"] == "skipped"  # running before: only read
+    for name in ("pc2", "pc3", "pc4", "pc5"):
+        assert checks[f"fleet.started.{name}"]["metrics"]["login_s"] > 0
+    assert "fleet: 4/5 up, 1 failed" in result.stdout
+    assert password not in result.stdout
+
+
+def _running(lxcpath: Path, names: list[str]) -> list[str]:
+    import subprocess
+
+    return [name for name in names if subprocess.run(["lxc-info", "-P", str(lxcpath), "-n", name, "-s", "-H"],
+                                                       capture_output=True, text=True).stdout.strip() == "RUNNING"]

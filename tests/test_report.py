@@ -253,10 +253,10 @@ def test_every_output_masks_what_the_run_holds_as_secret(tmp_path, suite):
     of this run prints as secret; it is gone from the terminal, tracebacks with
     locals, the JSON, the HTML and the JUnit XML."""
     (tmp_path / "mark_secret.py").write_text(
-        "import pytest\n"
-        "from lxc_compliance.plugin.run import RUN_KEY\n\n"
+        "import pytest\n\n"
         "@pytest.hookimpl(trylast=True)\n"
         "def pytest_configure(config):\n"
+        "    from lxc_compliance.plugin.run import RUN_KEY  # the checkout's conftest has named the package by now\n\n"
         "    config.stash[RUN_KEY].secrets.add('CONFIG_PID_NS')\n")
     kernel = _kernel_config(tmp_path, {"CONFIG_PID_NS"})
     junit = tmp_path / "junit.xml"
