@@ -268,3 +268,31 @@ def test_every_output_masks_what_the_run_holds_as_secret(tmp_path, suite):
     outputs = {"terminal": result.stdout + result.stderr, "junit": junit.read_text()}
     outputs.update({p.name: p.read_text() for p in suite.report_dir.iterdir()})
     assert [name for name, text in outputs.items() if "CONFIG_PID_NS" in text] == []
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (./lxcc test installs it)")
+def test_the_report_opens_on_the_root_cause_in_a_real_browser(tmp_path, suite):
+    """One fault (a bridge that is not there) and what it blocked: the page opens
+    on the root cause with the blocked checks folded under it, and pytest's
+    traceback appears only in the developers' fold."""
+    profile = _profile(tmp_path, "categories: [network]\nnetwork: {bridge: lxcbnone0}\n", "event")
+    result = suite.run(f"--profile={profile}")
+    assert result.returncode == 1, result.stdout[-2000:]
+    document = suite.results("event")
+    blocked = [c["id"] for c in document["checks"] if c.get("blocked_by") == "network.bridge_exists"]
+    assert document["root_causes"][0] == {"id": "network.bridge_exists", "message": "there is no link lxcbnone0",
+                                          "blocks": blocked}
+    done = subprocess.run([CHROMIUM, *CHROMIUM_FLAGS, f"--user-data-dir={tmp_path / 'profile'}",
+                           "--virtual-time-budget=5000", "--dump-dom", (suite.report_dir / "event.html").as_uri()],
+                          capture_output=True, text=True, timeout=120)
+    dom = done.stdout
+    assert "results-table" in dom, done.stderr[-2000:]
+    causes = dom.index('<section class="root-causes">')
+    assert causes < dom.index('id="results-table"'), "the root causes come before the table of checks"
+    section = dom[causes:dom.index("</section>", causes)]
+    assert "network.bridge_exists" in section and f"{len(blocked)} checks not run because of it" in section
+    assert all(f"<li>{check_id}</li>" in section for check_id in blocked)
+    shown = re.sub(r'data-jsonblob="[^"]*"', "", dom)  # pytest-html's data store is not the page
+    outside = re.sub(r'<details class="developer">.*?</details>', "", shown, flags=re.S)
+    assert "AssertionError" in shown and "AssertionError" not in outside, "the traceback is only in the developers' fold"
+    assert '.filters span.xfailed { display: none; }' in dom, "no counter for expected failures the suite never has"
