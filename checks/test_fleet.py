@@ -218,3 +218,14 @@ def test_start_time(check, fleet_started, profile, observed):
     if down:
         pytest.skip(f"not checked: fleet.started.{down[0]} failed: {len(down)} of {count} did not come up")
     assert fleet_started.all_up_s <= budget, f"the fleet took {fleet_started.all_up_s} s to come up; the budget is {budget:g} s"
+
+
+def test_fleet_leases_released(check, fleet_put_back, observed):
+    started = list(fleet_put_back.started.values())
+    still = [s.name for s in started if s.state not in ("STOPPED", "ABSENT")]
+    observed.expected = f"the {len(started)} containers the run started stopped, their leases given back"
+    observed.actual = ("; ".join(filter(None, [f"still running: {', '.join(still)}" if still else "",
+                                               "; ".join(fleet_put_back.unreleased)])) or "all stopped, leases given back")
+    observed.evidence = "\n".join(fleet_put_back.unreleased)
+    assert not still, f"still running after the run stopped them: {', '.join(still)}"
+    assert not fleet_put_back.unreleased, "leases not given back: " + "; ".join(fleet_put_back.unreleased)
