@@ -34,6 +34,12 @@ from lxc_compliance.lab.gold import GoldImage  # noqa: E402
 from lxc_compliance.lab.network import LabNetwork  # noqa: E402
 from lxc_compliance.lab.samples import random_mac  # noqa: E402
 from lxc_compliance.readers.fleet import KEYS  # noqa: E402
+from measure import timed as measured  # noqa: E402
+
+
+def timed(command: list[str], env: dict | None = None) -> tuple[float, int, str]:
+    elapsed, peak, output, _ = measured(command, ROOT, env)
+    return elapsed, peak, output
 
 GOLD = "lxcc-gold-bookworm"
 PREFIX = "lxcbench-pc"
@@ -92,26 +98,6 @@ def profile(folder: Path, bridge: str | None, pattern: str, subnet=None) -> Path
                     f"fleet: {{lxcpaths: [root], pattern: '{pattern}', start_timeout_s: 120, start_budget_s: 300}}\n"
                     f"containers: {{ssh: {{user: student, password_env: LXCCB_PASSWORD}}}}\n")
     return path
-
-
-def timed(command: list[str], env: dict | None = None) -> tuple[float, int, str]:
-    """Wall time, the process's peak RSS (KiB) and its output."""
-    import os
-
-    import psutil
-
-    start = time.perf_counter()
-    process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                               env={**os.environ, **(env or {})})
-    watched, peak = psutil.Process(process.pid), 0
-    while process.poll() is None:
-        try:
-            peak = max(peak, watched.memory_info().rss // 1024)
-        except psutil.NoSuchProcess:
-            break
-        time.sleep(0.05)
-    output = process.communicate(timeout=1800)[0]
-    return time.perf_counter() - start, peak, output
 
 
 def main() -> None:

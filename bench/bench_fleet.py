@@ -28,6 +28,7 @@ import conftest  # noqa: E402,F401  (the checkout's fixtures/ as lxc_compliance)
 
 from lxc_compliance.lab.gold import GoldImage  # noqa: E402
 from lxc_compliance.lab.network import LabNetwork  # noqa: E402
+from measure import timed  # noqa: E402
 
 GOLD = "lxcc-gold-bookworm"
 INOTIFY = Path("/proc/sys/fs/inotify/max_user_instances")
@@ -81,22 +82,10 @@ def suite(count: int, reports: str) -> tuple[float, int, dict]:
     The peak is sampled from the pytest process itself: the containers' own
     processes (the memory check allocates past 512 MiB on purpose) are not the
     suite's memory."""
-    import psutil
-
     command = [sys.executable, "-m", "pytest", "-q", "--profile=lab", "-m", "containers",
                f"--samples={count}", f"--report-dir={reports}"]
-    start = time.perf_counter()
-    process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    watched, peak_kib = psutil.Process(process.pid), 0
-    while process.poll() is None:
-        try:
-            peak_kib = max(peak_kib, watched.memory_info().rss // 1024)
-        except psutil.NoSuchProcess:
-            break
-        time.sleep(0.05)
-    output = process.communicate(timeout=1800)[0]
-    elapsed = time.perf_counter() - start
-    done = subprocess.CompletedProcess(command, process.returncode, output, "")
+    elapsed, peak_kib, output, code = timed(command, ROOT)
+    done = subprocess.CompletedProcess(command, code, output, "")
     document = json.loads((Path(reports) / "lab.json").read_text())
     if done.returncode != 0:
         raise SystemExit(f"the suite failed for {count} samples: {document['summary']}\n{done.stdout[-2000:]}")
