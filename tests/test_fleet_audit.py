@@ -152,3 +152,36 @@ def _running(lxcpath: Path, names: list[str]) -> list[str]:
 
     return [name for name in names if subprocess.run(["lxc-info", "-P", str(lxcpath), "-n", name, "-s", "-H"],
                                                        capture_output=True, text=True).stdout.strip() == "RUNNING"]
+
+
+def test_a_killed_start_fleet_is_put_back_by_cleanup(seed_fleet, lab_gold, tmp_path):
+    """SIGKILL a --start-fleet run once it has started containers: nothing of it can
+    tear down; `--cleanup` stops exactly the containers it started."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    network, user, copies, _ = seed_fleet
+    password = lab_gold.prepare("student", None, "512M", "1G")
+    lxcpath = user.gold.lxc.path
+    profile = tmp_path / "event.yaml"
+    profile.write_text(
+        f"extends: {ROOT / 'profiles' / 'workshop.yaml'}\nhost: {{user: {user.name}}}\n"
+        f"network:\n  bridge: {network.bridge}\n  subnet: {network.subnet}\n"
+        f"containers:\n  gold: {user.gold.name}\n  ssh: {{user: student, password_env: LXCCT_PASSWORD}}\n")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "pytest", f"--profile={profile}", "-m", "fleet", "--start-fleet",
+         f"--report-dir={tmp_path / 'reports'}"], cwd=ROOT, env={**os.environ, "LXCCT_PASSWORD": password},
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and len(_running(lxcpath, copies)) < 2:
+        time.sleep(0.2)
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait(30)
+    assert _running(lxcpath, copies), "the run was killed before it started anything"
+    cleaned = subprocess.run([sys.executable, "-m", "pytest", "--cleanup"], cwd=ROOT, capture_output=True, text=True,
+                             timeout=300)
+    assert "removed fleet" in cleaned.stdout, cleaned.stdout
+    assert _running(lxcpath, copies) == []
