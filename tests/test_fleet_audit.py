@@ -181,7 +181,8 @@ def test_a_killed_start_fleet_is_put_back_by_cleanup(seed_fleet, lab_gold, tmp_p
     os.killpg(process.pid, signal.SIGKILL)
     process.wait(30)
     assert _running(lxcpath, copies), "the run was killed before it started anything"
+    records = {p.name: p.read_text() for p in Path("/run/lxc-compliance").glob("*.fleet.json")}
     cleaned = subprocess.run([sys.executable, "-m", "pytest", "--cleanup"], cwd=ROOT, capture_output=True, text=True,
                              timeout=300)
     assert "removed fleet" in cleaned.stdout, cleaned.stdout
-    assert _running(lxcpath, copies) == []
+    assert _running(lxcpath, copies) == [], (cleaned.stdout + cleaned.stderr, records)
