@@ -124,6 +124,7 @@ def test_start_fleet_starts_the_stopped_ones_and_leaves_the_rest_as_found(seed_f
     try:
         running_before = _running(lxcpath, copies)
         assert running_before == ["pc1"]
+        folders_before = {name: sorted(p.name for p in (lxcpath / name).iterdir()) for name in copies}
         folder = tmp_path / "start"
         folder.mkdir()
         profile = folder / "event.yaml"
@@ -136,6 +137,8 @@ def test_start_fleet_starts_the_stopped_ones_and_leaves_the_rest_as_found(seed_f
                            timeout=600)
         checks = {c["id"]: c for c in suite.results("event")["checks"]}
         assert _running(lxcpath, copies) == running_before
+        assert {name: sorted(p.name for p in (lxcpath / name).iterdir()) for name in copies} == folders_before, \
+            "nothing written beside the fleet's containers"
     finally:
         subprocess.run(["lxc-stop", "-P", str(lxcpath), "-n", "pc1", "-k"], capture_output=True, timeout=60)
     assert _failed(checks) == ["fleet.started.pc6"], result.stdout[-3000:]
