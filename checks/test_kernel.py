@@ -4,7 +4,6 @@ Each function asserts one kind of item; ``checks/kernel.yaml`` says which items
 (the ``check`` parameter) and how severe a miss is.
 """
 
-import pytest
 
 from lxc_compliance.readers.cgroups import cgroup_namespace_available
 from lxc_compliance.readers.kernel import KernelFeature, PrivilegedHelper
