@@ -39,7 +39,6 @@ def build_fleet(network, user, count: int) -> list[str]:
     (lxc-copy as the user), each with a random 52:56 MAC appended to its config,
     lxc.start.auto = 1, its address set to .100+i as the seed's sed sets it, and
     its name as hostname. Removed with the user."""
-    import subprocess
 
     from lxc_compliance.lab.samples import random_mac
 
@@ -52,8 +51,7 @@ def build_fleet(network, user, count: int) -> list[str]:
     names = []
     for index in range(1, count + 1):
         name = f"pc{index}"
-        subprocess.run(["su", "-", user.name, "-c", f"lxc-copy -n {gold.name} -N {name}"], check=True,
-                       capture_output=True, timeout=300)
+        gold.lxc.as_owner("lxc-copy", "-n", gold.name, "-N", name, timeout=300)  # su - inst -c lxc-copy
         folder = gold.lxc.path / name
         with open(folder / "config", "a") as config:
             config.write(f"lxc.net.0.hwaddr = {random_mac('52:56')}\nlxc.start.auto = 1\n")

@@ -297,6 +297,36 @@ def test_login_sessions_without_pam_cgfs_are_named_before_samples_start(workshop
     assert running and all(c["message"] == "not checked: containers.cgroup_delegation failed" for c in running)
 
 
+def test_starts_survive_other_login_sessions_of_the_owner_ending(workshop_host):
+    """pam_cgfs prunes every empty cgroup of a user when any of their login sessions
+    ends, the one lxc-start is setting up included: without the suite's ordering
+    of sessions most of these starts fail ("Failed to set memory.limit_in_bytes")."""
+    import threading
+
+    lxc = workshop_host[1].gold.lxc
+    lxc.as_owner("lxc-copy", "-n", workshop_host[1].gold.name, "-N", "churn1", "-s", "-B", "overlay", timeout=300)
+    stop = threading.Event()
+
+    def other_sessions():
+        while not stop.is_set():
+            lxc.as_owner("lxc-config", "lxc.lxcpath", timeout=60)
+
+    others = [threading.Thread(target=other_sessions) for _ in range(3)]
+    states = []
+    try:
+        for thread in others:
+            thread.start()
+        for _ in range(5):
+            done = lxc.as_owner("lxc-start", "-n", "churn1", timeout=60, check=False)
+            states.append((lxc.state("churn1"), done.stderr.strip()[-300:]))
+            lxc.query("lxc-stop", "-n", "churn1", "-k", timeout=60)
+    finally:
+        stop.set()
+        for thread in others:
+            thread.join(60)
+    assert states == [("RUNNING", "")] * 5
+
+
 def test_memory_limit_of_the_users_gold_that_differs(workshop_host, tmp_path, suite):
     config = workshop_host[1].gold.config_path
     config.write_text(config.read_text().replace("limit_in_bytes = 512M", "limit_in_bytes = 384M"))

@@ -120,7 +120,7 @@ def test_start_fleet_starts_the_stopped_ones_and_leaves_the_rest_as_found(seed_f
     lxcpath = user.gold.lxc.path
     subprocess.run(["chroot", str(lxcpath / "pc6/rootfs"), "dpkg", "--purge", "openssh-server"], check=True,
                    capture_output=True, timeout=120)
-    subprocess.run(["su", "-", user.name, "-c", "lxc-start -n pc1"], check=True, capture_output=True, timeout=60)
+    user.gold.lxc.as_owner("lxc-start", "-n", "pc1", timeout=60)
     try:
         running_before = _running(lxcpath, copies)
         assert running_before == ["pc1"]
