@@ -12,10 +12,11 @@ from lxc_compliance.readers.host import KernelCommandLine, MemoryAccounting
 
 def test_sysctl_minimum(check, host, profile, observed):
     minimum = profile.sysctl_minimum(check.sysctl)
-    value = int(host.sysctl(check.sysctl))
+    value = host_facts.sysctl_value(host, check.sysctl)
     observed.expected = f"{check.sysctl} >= {minimum} (for {profile.containers} containers)"
-    observed.actual = f"{check.sysctl} = {value}"
     observed.values = {"minimum": minimum}
+    observed.actual = f"{check.sysctl} = {value}" if value is not None else f"no {host_facts.sysctl_path(check.sysctl)}"
+    assert value is not None, f"{check.sysctl} does not exist on this host (no {host_facts.sysctl_path(check.sysctl)})"
     assert value >= minimum, f"{check.sysctl} is {value}; {profile.containers} containers need at least {minimum}"
 
 

@@ -26,15 +26,15 @@ def test_config_option(check, kernel_config, modules, observed):
     assert enabled, observed.actual
 
 
-def test_uidmap_helper(check, observed):
-    helper = PrivilegedHelper.for_program(check.program)
+def test_uidmap_helper(check, target, observed):
+    helper = PrivilegedHelper.for_program(check.program, target.access)
     observed.actual = helper.describe()
     assert helper.path is not None, f"{check.program} is not installed"
     assert helper.privileged, f"{helper.path} is neither setuid-root nor carries the capability it needs"
 
 
-def test_cgroup_namespace(check, compliance, observed):
-    available = cgroup_namespace_available()
+def test_cgroup_namespace(check, target, observed):
+    available = cgroup_namespace_available(access=target.access)
     observed.actual = "/proc/self/ns/cgroup " + ("exists" if available else "is missing")
     assert available, "the running kernel has no cgroup namespace"
 

@@ -15,7 +15,7 @@ import pytest
 from configs import SYNTHETIC
 from conftest import run_real_script
 from lxc_compliance.readers import checkconfig
-from lxc_compliance.plugin.session import lxc_version as _lxc_version
+from lxc_compliance.readers.lxc import local_lxc_version as _lxc_version
 
 
 @pytest.fixture(scope="module")

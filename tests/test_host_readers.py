@@ -142,7 +142,6 @@ def test_kvm_host_passes_virtualization():
 
 def test_user_namespaces_forbidden():
     """user.max_user_namespaces = 0 (read-only in the sandbox, so a fake host)."""
-    host = FakeHost({})
-    host.sysctl = lambda key: 0
+    host = FakeHost({"/proc/sys/user/max_user_namespaces": "0\n"})
     with pytest.raises(AssertionError, match="user.max_user_namespaces is 0; 40 containers need at least 80"):
         host_checks.test_sysctl_minimum(CATALOG.by_id["host.user_namespaces"], host, WORKSHOP, Observation())

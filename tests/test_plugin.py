@@ -72,8 +72,10 @@ def test_json_contract(tmp_path, suite):
     assert suite.run(f"--kernel-config={path}").returncode == 0
     document = suite.results()
     assert set(document) >= {"profile", "started", "duration_s", "host", "summary", "checks", "baseline", "waivers"}
-    assert set(document["host"]) == {"hostname", "kernel_release", "lxc_version"}
-    assert set(document["summary"]) == {"passed", "failed", "warned", "skipped", "waived", "known"}
+    assert set(document["host"]) == {"spec", "hostname", "distribution", "kernel_release", "lxc_version"}
+    assert [entry["hostname"] for entry in document["hosts"]] == [document["host"]["hostname"]]
+    assert {check["host"] for check in document["checks"]} == {document["host"]["hostname"]}
+    assert set(document["summary"]) == {"passed", "failed", "warned", "skipped", "waived", "known", "unreachable"}
     assert document["baseline"] is None and document["waivers"] == {"applied": [], "expired": []}
     assert sum(document["summary"].values()) == len(document["checks"])
     ids = [c["id"] for c in document["checks"]]
@@ -106,10 +108,10 @@ def test_xdist_gives_the_same_verdicts_and_one_report(tmp_path, suite):
 def test_no_config_found_skips_with_guidance(pytester, monkeypatch):
     """A host without any kernel config (this machine has /proc/config.gz, so the
     search is pointed at empty places)."""
-    import lxc_compliance.readers.kernel_config
+    import lxc_compliance.readers.target
 
     empty = pytester.path / "nowhere"
-    monkeypatch.setattr(lxc_compliance.readers.kernel_config, "candidate_paths", lambda release: [empty / "config.gz"])
+    monkeypatch.setattr(lxc_compliance.readers.target, "candidate_paths", lambda release: [empty / "config.gz"])
     result = pytester.runpytest(
         str(ROOT / "checks"), f"--rootdir={ROOT}", "-c", str(ROOT / "pyproject.toml"),
         f"--report-dir={pytester.path / 'reports'}", "-k", "config_option or config_file",

@@ -185,9 +185,9 @@ def fake_helper(tmp_path, monkeypatch):
 
 
 def test_helper_setuid_root(fake_helper):
-    helper = PrivilegedHelper.for_program("newuidmap")
-    assert not helper.privileged
+    assert not PrivilegedHelper.for_program("newuidmap").privileged
     fake_helper.chmod(0o4755)
+    helper = PrivilegedHelper.for_program("newuidmap")  # a helper is read once
     assert helper.setuid_root and helper.privileged
     assert "setuid-root" in helper.describe()
 

@@ -281,7 +281,7 @@ def test_the_report_opens_on_the_root_cause_in_a_real_browser(tmp_path, suite):
     document = suite.results("event")
     blocked = [c["id"] for c in document["checks"] if c.get("blocked_by") == "network.bridge_exists"]
     assert document["root_causes"][0] == {"id": "network.bridge_exists", "message": "there is no link lxcbnone0",
-                                          "blocks": blocked}
+                                          "blocks": blocked, "host": document["host"]["hostname"]}
     done = subprocess.run([CHROMIUM, *CHROMIUM_FLAGS, f"--user-data-dir={tmp_path / 'profile'}",
                            "--virtual-time-budget=5000", "--dump-dom", (suite.report_dir / "event.html").as_uri()],
                           capture_output=True, text=True, timeout=120)

@@ -1,0 +1,141 @@
+"""Many hosts, one report: containers with sshd act as hosts on a bridge of the
+test's own (static addresses, a root key, hostnames of their own), differing on
+purpose; one address answers nothing, one host's key is not known. Each host's
+facts must be its own, every check names its host, the unreachable ones are
+one line each, and serial and -n 2 runs agree."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import tempfile
+import uuid
+from pathlib import Path
+
+import psutil
+import pytest
+
+from conftest import ROOT
+from hoststate import HostState
+from remote_hosts import ssh_hosts, with_uidmap_helpers
+
+pytestmark = pytest.mark.xdist_group("host-state")
+
+DEAD = 250  # host number in the bridge's subnet where nothing answers
+
+
+def _default_conf(link: str, uidmap: bool = True):
+    """A host with /etc/lxc/default.conf linking new containers to LINK (and, with UIDMAP, newuidmap)."""
+    def change(rootfs: Path) -> None:
+        if uidmap:
+            with_uidmap_helpers(rootfs)
+        (rootfs / "etc/lxc").mkdir(parents=True, exist_ok=True)
+        (rootfs / "etc/lxc/default.conf").write_text(f"lxc.net.0.type = veth\nlxc.net.0.link = {link}\n")
+    return change
+
+
+VARIANTS = {
+    "rh1": _default_conf("br0"),
+    "rh2": _default_conf("br0", uidmap=False),  # no newuidmap, no newgidmap
+    "rh3": _default_conf("lxcbr0"),  # new containers on the wrong bridge
+    "rh4": _default_conf("br0"),  # its host key is not in known_hosts
+}
+PROFILE = "extends: host\nhost:\n  network: {link: br0}\n"
+
+
+@pytest.fixture
+def remote_hosts(lab_gold, tmp_path):
+    """(hosts, ssh config, dead spec): the sshd containers, all running, on the test's own bridge."""
+    from lxc_compliance.lab.network import LabNetwork
+
+    with HostState(), LabNetwork(uuid.uuid4().hex, dhcp_hosts=(20, 80)) as network, \
+            ssh_hosts(lab_gold, network, tmp_path / "ssh", VARIANTS, unknown_key={"rh4"}) as (hosts, config):
+        yield hosts, config, f"ssh://root@{network.subnet.network_address + DEAD}"
+
+
+def _audit(folder: Path, specs: list[str], config: Path, *extra: str) -> tuple[subprocess.CompletedProcess, dict]:
+    """The host profile (new containers on br0) on SPECS; (the run, its JSON)."""
+    folder.mkdir(parents=True)
+    (folder / "site.yaml").write_text(PROFILE)
+    command = [sys.executable, "-m", "pytest", "checks", f"--profile={folder / 'site.yaml'}", f"--report-dir={folder}",
+               f"--hosts={','.join(specs)}", f"--ssh-config={config}", "--connect-timeout=3", *extra]
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    return done, json.loads((folder / "site.json").read_text())
+
+
+def _verdicts(document: dict) -> dict[tuple[str, str], str]:
+    return {(c["host"], c["id"]): c["outcome"] for c in document["checks"]}
+
+
+def test_each_host_audited_as_itself_in_one_report(remote_hosts, tmp_path):
+    hosts, config, dead = remote_hosts
+    specs = [h.spec for h in hosts] + [dead]
+    serial, document = _audit(tmp_path / "serial", specs, config, "-p", "no:xdist")
+    parallel, parallel_document = _audit(tmp_path / "parallel", specs, config, "-n", "2")
+
+    output = serial.stdout + serial.stderr
+    assert serial.returncode == 1, output[-3000:]
+    assert "Traceback" not in output and "RuntimeError" not in output, output[-3000:]
+    by_spec = {entry["spec"]: entry for entry in document["hosts"]}
+    rh4, dead_address = hosts[3].address, dead.split("@")[1]
+    # A host that cannot be reached is named by its address: its own name is unknown.
+    assert {spec: (e["hostname"], e["reachable"]) for spec, e in by_spec.items()} == {
+        **{h.spec: (h.hostname, True) for h in hosts[:3]}, hosts[3].spec: (rh4, False), dead: (dead_address, False)}
+    assert by_spec[dead]["error"] == "connection timed out"
+    assert by_spec[hosts[3].spec]["error"].startswith("unknown host key")
+    assert f"{dead_address} {dead}: unreachable: connection timed out" in output
+    assert f"{hosts[3].address} {hosts[3].spec}: unreachable: unknown host key" in output
+    assert all(e["distribution"] == "Debian GNU/Linux 12 (bookworm)" for e in by_spec.values() if e["reachable"])
+
+    verdicts = _verdicts(document)
+    assert all(c.get("host") for c in document["checks"])
+    # Each host's own facts: newuidmap is missing on rh2 alone.
+    assert {host: verdicts[(host, "kernel.newuidmap")] for host in ("rh1", "rh2", "rh3")} == {
+        "rh1": "passed", "rh2": "warned", "rh3": "passed"}  # optional in the host profile
+    unreachable = {host for (host, _), outcome in verdicts.items() if outcome == "unreachable"}
+    assert unreachable == {rh4, dead_address}
+    assert {outcome for (host, _), outcome in verdicts.items() if host in unreachable} == {"unreachable"}
+    # Only the kernel and host categories, once per host: nothing of this machine is counted.
+    assert {c["category"] for c in document["checks"]} == {"kernel", "host"}
+    assert {host for host, _ in verdicts} == {"rh1", "rh2", "rh3", rh4, dead_address}
+
+    assert {host: verdicts[(host, "host.lxc_network_link")] for host in ("rh1", "rh2", "rh3")} == {
+        "rh1": "passed", "rh2": "passed", "rh3": "failed"}
+    causes = {(cause["host"], cause["id"]) for cause in document["root_causes"]}
+    assert ("rh3", "host.lxc_network_link") in causes and ("rh1", "host.lxc_network_link") not in causes
+    assert "FAILED host.lxc_network_link on rh3" in output
+    assert parallel.returncode == 1, (parallel.stdout + parallel.stderr)[-3000:]
+    assert _verdicts(parallel_document) == verdicts
+    # The runs closed the ssh connections they kept open, and removed their sockets.
+    assert not list(Path(tempfile.gettempdir()).glob("lxcc-ssh-*"))
+    assert not [p for p in psutil.process_iter(["cmdline"]) if "ControlPersist" in " ".join(p.info["cmdline"] or [])]
+
+
+def test_per_host_results_merged_and_compared_host_by_host(remote_hosts, tmp_path):
+    """Each host audited on its own, the results merged into one JSON, HTML and
+    JUnit; a later run against the merged baseline names the host of each change."""
+    hosts, config, _ = remote_hosts
+    rh1, rh2 = hosts[0], hosts[1]
+    for host in (rh1, rh2):
+        _audit(tmp_path / host.hostname, [host.spec], config)
+    merged = subprocess.run([str(ROOT / "lxcc"), "merge", "rh1/site.json", "rh2/site.json", "--report-dir=merged"],
+                            cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert merged.returncode == 1, merged.stdout + merged.stderr  # both hosts have failures
+    document = json.loads((tmp_path / "merged/merged.json").read_text())
+    assert [entry["hostname"] for entry in document["hosts"]] == ["rh1", "rh2"]
+    assert {c["host"] for c in document["checks"]} == {"rh1", "rh2"}
+    assert sum(e["summary"]["passed"] for e in document["hosts"]) == document["summary"]["passed"]
+    page = (tmp_path / "merged/merged.html").read_text()
+    assert 'id="host-rh1"' in page and 'id="host-rh2"' in page and "Hosts by category" in page
+    junit = (tmp_path / "merged/merged.xml").read_text()
+    assert junit.count("<testsuite ") == 2
+    assert merged.stdout.splitlines()[0].startswith("rh1: ")
+
+    # rh1's new containers now go to the wrong bridge: a new failure, on rh1 only.
+    subprocess.run(["ssh", "-F", str(config), rh1.address, "sed -i s/br0/lxcbr0/ /etc/lxc/default.conf"],
+                   check=True, capture_output=True, timeout=30)
+    done, again = _audit(tmp_path / "again", [rh1.spec, rh2.spec], config,
+                         f"--baseline={tmp_path / 'merged/merged.json'}")
+    assert again["baseline"]["new"] == ["rh1: host.lxc_network_link"], done.stdout[-3000:]
+    assert not [i for i in again["baseline"]["removed"]]
