@@ -10,3 +10,9 @@ import pytest
 def host(target):
     """testinfra's Host of the audited host."""
     return target.host
+
+
+@pytest.fixture(autouse=True)
+def _audited_host(target):
+    """Every check belongs to one audited host: --hosts parametrizes ``target``
+    for all of them, also those whose own arguments never read it."""

@@ -171,10 +171,10 @@ def test_lxc_default(check, profile, default_config, observed):
     assert config.matches(check.lxc_key, expected), f"{path} sets {found!r}, the profile wants {shown!r}"
 
 
-def test_lxc_legacy_keys(check, host, lxc_user, observed):
+def test_lxc_legacy_keys(check, host, target, lxc_user, observed):
     paths = ["/etc/lxc/default.conf"] + ([lxc_user.config_path] if lxc_user and lxc_user.exists else [])
     configs = {path: host_facts.lxc_config(host, path) for path in paths}
-    version = host_facts.version_tuple(host_facts.lxc_version(host))
+    version = host_facts.version_tuple(target.lxc_version)
     legacy = [e for config in configs.values() if config for e in config.legacy_entries()]
     observed.expected = "only LXC 3+ keys (lxc.net.N.*, lxc.idmap, ...)"
     observed.actual = "; ".join(e.where() for e in legacy) or f"no legacy keys in {', '.join(p for p, c in configs.items() if c)}"
@@ -213,9 +213,9 @@ def test_autostart(check, host, profile, lxc_user, systemd, observed):
         assert line or service, "nothing starts the containers at boot"
 
 
-def test_minimum_version(check, host, profile, observed):
+def test_minimum_version(check, target, profile, observed):
     minimum = profile.setting(check.setting)
-    text = host_facts.fact(host, check.fact)
+    text = target.facts[check.fact]
     observed.expected = f">= {minimum}"
     observed.actual = text or "not installed"
     observed.values = {"expected": minimum}

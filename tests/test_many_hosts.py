@@ -107,6 +107,17 @@ def test_each_host_audited_as_itself_in_one_report(remote_hosts, tmp_path):
     assert "FAILED host.lxc_network_link on rh3" in output
     assert parallel.returncode == 1, (parallel.stdout + parallel.stderr)[-3000:]
     assert _verdicts(parallel_document) == verdicts
+    # The same hosts named by an Ansible inventory group: the same verdicts, the inventory's names.
+    inventory = tmp_path / "inventory.ini"
+    inventory.write_text("[lxchosts]\n" + "".join(f"{h.hostname} ansible_host={h.address} ansible_user=root\n"
+                                                   for h in hosts[:3])
+                         + f"[lxchosts:vars]\nansible_ssh_common_args=-F {config}\n")
+    inventoried, inventoried_document = _audit(tmp_path / "ansible", ["ansible://lxchosts"], config,
+                                               f"--ansible-inventory={inventory}", "-n", "2")
+    assert [e["hostname"] for e in inventoried_document["hosts"]] == ["rh1", "rh2", "rh3"], inventoried.stdout[-3000:]
+    assert _verdicts(inventoried_document) == {key: o for key, o in verdicts.items() if key[0] in ("rh1", "rh2", "rh3")}
+    assert "@rh1]" in inventoried.stdout  # pytest's ids name each host as the inventory does
+
     # The runs closed the ssh connections they kept open, and removed their sockets.
     assert not list(Path(tempfile.gettempdir()).glob("lxcc-ssh-*"))
     assert not [p for p in psutil.process_iter(["cmdline"]) if "ControlPersist" in " ".join(p.info["cmdline"] or [])]
@@ -139,3 +150,20 @@ def test_per_host_results_merged_and_compared_host_by_host(remote_hosts, tmp_pat
                          f"--baseline={tmp_path / 'merged/merged.json'}")
     assert again["baseline"]["new"] == ["rh1: host.lxc_network_link"], done.stdout[-3000:]
     assert not [i for i in again["baseline"]["removed"]]
+
+
+def test_what_reads_this_machine_is_not_run_against_a_remote_host(remote_hosts, tmp_path):
+    """The network, fleet and security categories read or create containers and
+    bridges where lxcc runs: on a remote host they are skipped saying how to get
+    them, never run against this machine instead."""
+    hosts, config, _ = remote_hosts
+    command = [sys.executable, "-m", "pytest", "checks", "--profile=workshop", f"--report-dir={tmp_path}",
+               f"--hosts={hosts[0].spec}", f"--ssh-config={config}", "-m", "network or fleet or security"]
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    document = json.loads((tmp_path / "workshop.json").read_text())
+    assert document["checks"], done.stdout[-3000:]
+    assert {c["host"] for c in document["checks"]} == {"rh1"}
+    assert {c["outcome"] for c in document["checks"]} == {"skipped"}
+    assert all(c["message"].startswith("not audited over ssh") and "run lxcc on 10." in c["message"]
+               for c in document["checks"]), document["checks"][0]["message"]
+    assert "lxc-compliance: -n ignored" not in done.stdout  # no lab is built here, so nothing forces one process

@@ -1,0 +1,95 @@
+"""Benchmark: many hosts in one run, side by side with the plain tool in the same run.
+
+N containers with sshd act as hosts (overlay clones of the lab's gold image on a
+bridge of the bench's own, static addresses, a root key; as the tests build
+them). Measured, each in the same run:
+
+1. ``--profile=host --hosts=ONE`` (one host's kernel and host checks);
+2. the same on all N hosts serially, and with ``-n auto``
+   (target on 2 cores: N=20 hosts in at most 4 times the time of one);
+3. the plain tool: Debian's lxc-checkconfig piped to each host over ssh
+   (``ssh HOST sh -s < /usr/bin/lxc-checkconfig``), in a shell loop, which
+   reads the kernel items only.
+
+Usage (as root, after ./lxcc):
+
+    .venv/bin/python bench/bench_many_hosts.py [--count 20]
+
+It prints a summary and writes bench/results/many_hosts.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import sys
+import tempfile
+import uuid
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+import conftest  # noqa: E402,F401  (the checkout's fixtures/ as lxc_compliance)
+
+sys.path.insert(0, str(ROOT / "tests"))
+from lxc_compliance.lab.gold import GoldImage  # noqa: E402
+from lxc_compliance.lab.network import LabNetwork  # noqa: E402
+from measure import timed  # noqa: E402
+from remote_hosts import ssh_hosts, with_uidmap_helpers  # noqa: E402
+
+INOTIFY = Path("/proc/sys/fs/inotify/max_user_instances")
+PLAIN = 'for host in {hosts}; do ssh -F {config} "$host" sh -s < /usr/bin/lxc-checkconfig > /dev/null || exit 1; done'
+
+
+def audit(specs: list[str], config: Path, folder: Path, *extra: str) -> dict:
+    command = [sys.executable, "-m", "pytest", "checks", "--profile=host", f"--report-dir={folder}",
+               f"--hosts={','.join(specs)}", f"--ssh-config={config}", "-q", *extra]
+    elapsed, peak, output, code = timed(command, ROOT)
+    document = json.loads((folder / "host.json").read_text())
+    return {"seconds": round(elapsed, 2), "peak_rss_kib": peak, "exit": code, "checks": len(document["checks"]),
+            "unreachable": sum(not h["reachable"] for h in document["hosts"])}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--count", type=int, default=20)
+    options = parser.parse_args()
+    gold = GoldImage("lxcc-gold-bookworm")
+    gold.ensure()
+    inotify = INOTIFY.read_text()
+    work = Path(tempfile.mkdtemp(prefix="lxcc-bench-hosts-"))
+    results: dict = {"count": options.count, "cores": len(os.sched_getaffinity(0)),
+                     "kernel": platform.release()}
+    try:
+        INOTIFY.write_text(f"{max(int(inotify), 16 * options.count)}\n")  # restored below
+        variants = {f"h{i:02d}": with_uidmap_helpers for i in range(1, options.count + 1)}
+        with LabNetwork(uuid.uuid4().hex, dhcp_hosts=(20, 80)) as network, \
+                ssh_hosts(gold, network, work / "ssh", variants) as (hosts, config):
+            specs = [h.spec for h in hosts]
+            results["one_host"] = audit(specs[:1], config, work / "one")
+            results["serial"] = audit(specs, config, work / "serial", "-p", "no:xdist")
+            results["parallel"] = audit(specs, config, work / "parallel", "-n", "auto")
+            plain = PLAIN.format(hosts=" ".join(h.address for h in hosts), config=config)
+            elapsed, _, output, code = timed(["bash", "-c", plain], ROOT)
+            results["plain_lxc_checkconfig_loop"] = {"seconds": round(elapsed, 2), "exit": code}
+    finally:
+        INOTIFY.write_text(inotify)
+        shutil.rmtree(work, ignore_errors=True)
+    one, parallel = results["one_host"]["seconds"], results["parallel"]["seconds"]
+    results["parallel_over_one_host"] = round(parallel / one, 2)
+    results["per_host_s"] = {"serial": round(results["serial"]["seconds"] / options.count, 2),
+                             "parallel": round(parallel / options.count, 2)}
+    out = ROOT / "bench/results/many_hosts.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(results, indent=2) + "\n")
+    print(json.dumps(results, indent=2))
+    print(f"{options.count} hosts with -n auto: {parallel} s = {results['parallel_over_one_host']} x one host "
+          f"({one} s); target at most 4 x")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
