@@ -167,3 +167,22 @@ def test_what_reads_this_machine_is_not_run_against_a_remote_host(remote_hosts, 
     assert all(c["message"].startswith("not audited over ssh") and "run lxcc on 10." in c["message"]
                for c in document["checks"]), document["checks"][0]["message"]
     assert "lxc-compliance: -n ignored" not in done.stdout  # no lab is built here, so nothing forces one process
+
+
+def test_a_host_that_refuses_is_one_line_and_this_machine_is_still_audited(tmp_path):
+    """local:// beside a loopback port where nothing listens: this machine's kernel
+    checks run, the other host is one line and its checks are unreachable (exit 1),
+    and the report has a host column and the hosts table."""
+    command = [sys.executable, "-m", "pytest", "checks", "--profile=kernel", f"--report-dir={tmp_path}",
+               "--hosts=local://,ssh://root@127.0.0.1:1", "--connect-timeout=2", "--junitxml", str(tmp_path / "j.xml")]
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1, done.stdout[-3000:]
+    assert done.stdout.count("127.0.0.1 ssh://root@127.0.0.1:1: unreachable: connection refused") == 2  # header, end
+    assert "Traceback" not in done.stdout + done.stderr
+    document = json.loads((tmp_path / "kernel.json").read_text())
+    outcomes = {(c["host"], c["outcome"]) for c in document["checks"]}
+    assert ("127.0.0.1", "unreachable") in outcomes and (document["host"]["hostname"], "passed") in outcomes
+    assert document["summary"]["unreachable"] == sum(c["host"] == "127.0.0.1" for c in document["checks"]) > 40
+    page = (tmp_path / "kernel.html").read_text()
+    assert "Hosts by category" in page and "col-host" in page  # rows live in pytest-html's escaped JSON
+    assert 'value="unreachable"' in (tmp_path / "j.xml").read_text()
