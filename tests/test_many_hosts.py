@@ -119,7 +119,7 @@ def test_each_host_audited_as_itself_in_one_report(remote_hosts, tmp_path):
     assert "@rh1]" in inventoried.stdout  # pytest's ids name each host as the inventory does
 
     # The runs closed the ssh connections they kept open, and removed their sockets.
-    assert not list(Path(tempfile.gettempdir()).glob("lxcc-ssh-*"))
+    assert not list(Path(tempfile.gettempdir()).glob("lxc-compliance-*-ssh-*"))
     assert not [p for p in psutil.process_iter(["cmdline"]) if "ControlPersist" in " ".join(p.info["cmdline"] or [])]
 
 
