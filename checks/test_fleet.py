@@ -136,6 +136,14 @@ def test_machine_id(check, guest, member, fleet_view, observed):
     assert not sharing, f"{member.label} shares its machine-id with {', '.join(sharing)}"
 
 
+def test_ssh_host_keys(check, guest, member, fleet_view, observed):
+    sharing = fleet_view.sharing_host_keys(member)
+    _where(member, observed)
+    observed.expected = "host keys no other container (nor the gold) has"
+    observed.actual = ", ".join(f"{path} {key}" for path, key in guest.ssh_host_keys.items()) or "no host keys"
+    assert not sharing, f"{member.label} presents the same SSH host keys as {', '.join(sharing)}"
+
+
 def test_dhcp_lease(check, guest, member, observed):
     leases = guest.dhcp_leases
     _where(member, observed)

@@ -7,17 +7,42 @@ another machine); ``checks/host.yaml`` says which items run and why.
 import pytest
 
 from lxc_compliance.readers import host as host_facts
+from lxc_compliance.readers import tuning
 from lxc_compliance.readers.host import KernelCommandLine, MemoryAccounting
 
 
-def test_sysctl_minimum(check, host, profile, observed):
+def test_sysctl_minimum(check, host, profile, persisted_sysctls, observed):
     minimum = profile.sysctl_minimum(check.sysctl)
     value = host_facts.sysctl_value(host, check.sysctl)
-    observed.expected = f"{check.sysctl} >= {minimum} (for {profile.containers} containers)"
+    at_boot = persisted_sysctls.get(check.sysctl)
+    boot_value = tuning.sysctl_number(at_boot.value) if at_boot else None
+    observed.expected = f"{check.sysctl} >= {minimum} (for {profile.containers} containers), now and at boot"
     observed.values = {"minimum": minimum}
     observed.actual = f"{check.sysctl} = {value}" if value is not None else f"no {host_facts.sysctl_path(check.sysctl)}"
+    observed.evidence = (f"at boot: {at_boot.value} ({at_boot.where})" if at_boot
+                         else "at boot: not set in sysctl.d or /etc/sysctl.conf (the kernel's default)")
     assert value is not None, f"{check.sysctl} does not exist on this host (no {host_facts.sysctl_path(check.sysctl)})"
     assert value >= minimum, f"{check.sysctl} is {value}; {profile.containers} containers need at least {minimum}"
+    assert at_boot is None or (boot_value is not None and boot_value >= minimum), (
+        f"{check.sysctl} is {value} now, but {at_boot.where} sets {at_boot.value}: the next boot lowers it below {minimum}")
+
+
+def test_user_limit(check, profile, limit_lines, container_users, observed):
+    wanted = profile.setting(check.setting)
+    needed = tuning.limit_value(str(wanted))
+    found, short = [], []
+    for user, groups in container_users.items():
+        session = tuning.session_limit(limit_lines, user, groups, check.limit)
+        for kind, line in session.items():
+            found.append(f"{user} {kind} {line.value} ({line.where})" if line else f"{user} {kind}: not set")
+            value = tuning.limit_value(line.value) if line else None
+            if value is None or value < needed:
+                short.append(f"{user}'s {kind} {check.limit} is " + (line.value if line else "not set"))
+    observed.expected = f"{check.limit} >= {wanted}, soft and hard, for {', '.join(container_users)}"
+    observed.actual = "; ".join(found)
+    observed.evidence = "as pam_limits gives a login session: /etc/security/limits.conf, then limits.d/*.conf"
+    observed.values = {"minimum": wanted}
+    assert not short, "; ".join(short) + f" (at least {wanted} wanted)"
 
 
 def test_default_tasks_max(check, profile, systemd, observed):

@@ -4,6 +4,7 @@ and seed 000's workshop host in small."""
 from __future__ import annotations
 
 import uuid
+from pathlib import Path
 
 import pytest
 
@@ -33,12 +34,27 @@ def workshop_host(lab_gold):
         yield network, user, password
 
 
+def own_host_keys(rootfs: Path) -> None:
+    """New SSH host keys in ROOTFS (ssh-keygen -A under it), owned as its /etc/ssh is."""
+    import os
+    import subprocess
+
+    ssh = rootfs / "etc/ssh"
+    for old in ssh.glob("ssh_host_*"):
+        old.unlink()
+    subprocess.run(["ssh-keygen", "-A", "-f", str(rootfs)], check=True, capture_output=True, timeout=60)
+    owner = ssh.stat()
+    for key in ssh.glob("ssh_host_*"):
+        os.chown(key, owner.st_uid, owner.st_gid)
+
+
 def build_fleet(network, user, count: int) -> list[str]:
     """Seed 000's fleet in small, in USER's lxcpath: the gold given the static
     address .100 of the bridge's subnet, then COUNT full copies pc1..pcN
     (lxc-copy as the user), each with a random 52:56 MAC appended to its config,
-    lxc.start.auto = 1, its address set to .100+i as the seed's sed sets it, and
-    its name as hostname. Removed with the user."""
+    lxc.start.auto = 1, its address set to .100+i as the seed's sed sets it, its
+    name as hostname, and SSH host keys of its own (seed 000's copies keep the
+    gold's: fleet.ssh_host_keys' finding, tested as a fault). Removed with the user."""
 
     from lxc_compliance.lab.samples import random_mac
 
@@ -59,6 +75,7 @@ def build_fleet(network, user, count: int) -> list[str]:
         text = (guest / "network/interfaces").read_text()
         (guest / "network/interfaces").write_text(text.replace(f"{base}/", f"{base + index}/"))
         (guest / "hostname").write_text(f"{name}\n")
+        own_host_keys(folder / "rootfs")
         names.append(name)
     return names
 

@@ -78,6 +78,14 @@ def _faults(seed_fleet) -> dict:
                                      ["fleet.config_loads.pc4"]),
         "a hostname twice": (_edited(guest("pc6", "etc/hostname"), lambda text: "pc5\n"),
                              ["fleet.hostname.pc5", "fleet.hostname.pc6"]),
+        "one host key on two copies": (
+            _edited(guest("pc2", "etc/ssh/ssh_host_ed25519_key.pub"),
+                    lambda text: guest("pc1", "etc/ssh/ssh_host_ed25519_key.pub").read_text()),
+            ["fleet.ssh_host_keys.pc1", "fleet.ssh_host_keys.pc2"]),
+        "a copy still presenting the gold's keys": (
+            _edited(guest("pc3", "etc/ssh/ssh_host_rsa_key.pub"),
+                    lambda text: (user.gold.rootfs / "etc/ssh/ssh_host_rsa_key.pub").read_text()),
+            ["fleet.ssh_host_keys.pc3"]),
         "more copies than the lxc-usernet quota": (
             _edited(usernet, lambda text: text.replace(f"{user.name} veth {network.bridge} {COPIES + 2}",
                                                        f"{user.name} veth {network.bridge} {COPIES - 1}")),

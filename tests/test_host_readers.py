@@ -144,4 +144,83 @@ def test_user_namespaces_forbidden():
     """user.max_user_namespaces = 0 (read-only in the sandbox, so a fake host)."""
     host = FakeHost({"/proc/sys/user/max_user_namespaces": "0\n"})
     with pytest.raises(AssertionError, match="user.max_user_namespaces is 0; 40 containers need at least 80"):
-        host_checks.test_sysctl_minimum(CATALOG.by_id["host.user_namespaces"], host, WORKSHOP, Observation())
+        host_checks.test_sysctl_minimum(CATALOG.by_id["host.user_namespaces"], host, WORKSHOP, {}, Observation())
+
+
+# --- production limits: what the next boot and a login session get -----------------------
+
+PRODUCTION = load("production", CATALOG)
+
+
+def test_a_persisted_sysctl_below_the_minimum_fails_although_the_running_value_is_enough():
+    from lxc_compliance.readers.tuning import parse_sysctl_conf
+
+    host = FakeHost({"/proc/sys/vm/max_map_count": "262144\n"})
+    persisted = parse_sysctl_conf("vm.max_map_count = 65530\n", "/etc/sysctl.d/10-old.conf")
+    observed = Observation()
+    with pytest.raises(AssertionError, match=r"/etc/sysctl.d/10-old.conf:1 sets 65530: the next boot lowers it"):
+        host_checks.test_sysctl_minimum(CATALOG.by_id["host.max_map_count"], host, PRODUCTION, persisted, observed)
+    assert observed.actual == "vm.max_map_count = 262144"
+
+
+class GrepHost(FakeHost):
+    """A fake host that answers the tuning readers' one command, `grep -Hn '' PATTERNS`."""
+
+    def run(self, command: str, *args):
+        import fnmatch
+
+        patterns = command.removeprefix("grep -Hn '' ").removesuffix(" 2>/dev/null").split()
+        out = [f"{path}:{number}:{line}" for pattern in patterns
+               for path in sorted(p for p in self.files if fnmatch.fnmatch(p, pattern))
+               for number, line in enumerate(self.files[path].splitlines(), start=1)]
+        return SimpleNamespace(rc=0, stdout="\n".join(out))
+
+
+def test_sysctl_d_order_is_systemd_sysctls():
+    """A name in /etc/sysctl.d hides the same name in /usr/lib/sysctl.d; files apply by name; sysctl.conf last."""
+    from lxc_compliance.readers.tuning import persisted_sysctls
+
+    host = GrepHost({
+        "/usr/lib/sysctl.d/50-pid-max.conf": "kernel.pid_max = 4194304\n",
+        "/usr/lib/sysctl.d/60-lxc.conf": "vm.max_map_count = 1\n",
+        "/etc/sysctl.d/60-lxc.conf": "vm.max_map_count = 262144\nkernel.pid_max = 32768\n",
+        "/etc/sysctl.d/70-late.conf": "-fs/inotify/max_queued_events = 1048576\n",
+        "/etc/sysctl.conf": "kernel.pid_max = 65536\n",
+    })
+    found = {key: (s.value, s.where) for key, s in persisted_sysctls(host).items()}
+    assert found == {"vm.max_map_count": ("262144", "/etc/sysctl.d/60-lxc.conf:1"),
+                     "kernel.pid_max": ("65536", "/etc/sysctl.conf:1"),
+                     "fs.inotify.max_queued_events": ("1048576", "/etc/sysctl.d/70-late.conf:1")}
+
+
+@pytest.mark.parametrize("lines, user, expected", [
+    ("* soft nofile 1048576\n* hard nofile 1048576\n", "root", {"soft": None, "hard": None}),  # * is never root's
+    ("* - nofile 1024\ninst - nofile 1048576\n", "inst", {"soft": "1048576", "hard": "1048576"}),
+    ("inst - nofile 1048576\n* - nofile 1024\n", "inst", {"soft": "1048576", "hard": "1048576"}),  # specific wins
+    ("@lxc soft nofile 4096\n* soft nofile 8192\n", "inst", {"soft": "4096", "hard": None}),  # group beats *
+    ("inst soft nofile 10\ninst soft nofile 20\n", "inst", {"soft": "20", "hard": None}),  # the last read
+])
+def test_session_limit_as_pam_limits_applies_it(lines, user, expected):
+    from lxc_compliance.readers.tuning import parse_limits, session_limit
+
+    found = session_limit(parse_limits(lines, "limits.conf"), user, {"lxc"}, "nofile")
+    assert {kind: line.value if line else None for kind, line in found.items()} == expected
+
+
+def test_user_limits_name_each_user_and_kind_that_falls_short():
+    from lxc_compliance.readers.tuning import parse_limits
+
+    lines = parse_limits("* - nofile 1048576\nroot soft nofile 1048576\n", "/etc/security/limits.d/60-lxc.conf")
+    with pytest.raises(AssertionError, match=r"^root's hard nofile is not set \(at least 1048576 wanted\)"):
+        host_checks.test_user_limit(CATALOG.by_id["host.nofile"], PRODUCTION, lines, {"root": set(), "inst": set()},
+                                    Observation())
+
+
+def test_limits_d_after_limits_conf_by_name():
+    from lxc_compliance.readers.tuning import limits_lines
+
+    host = GrepHost({"/etc/security/limits.d/90-b.conf": "root - nofile 20\n",
+                     "/etc/security/limits.d/10-a.conf": "root - nofile 10\n",
+                     "/etc/security/limits.conf": "# stock\nroot - nofile 5\n"})
+    assert [line.where for line in limits_lines(host)] == [
+        "/etc/security/limits.conf:2", "/etc/security/limits.d/10-a.conf:1", "/etc/security/limits.d/90-b.conf:1"]
