@@ -161,6 +161,16 @@ def test_guest_fixes(check, guest, member, observed):
     assert pin, f"{member.label}: /etc/apt/preferences.d/no-dbus.pref is missing"
 
 
+def test_drift(check, loaded, fleet_view, profile, observed):
+    differs = fleet_view.drifts.get(loaded.label, [])
+    _where(loaded, observed)
+    observed.expected = f"set up like most of the {len(fleet_view.members)} containers"
+    observed.actual = "; ".join(map(str, differs)) or "as the majority"
+    if not profile.setting("fleet.uniform"):
+        observed.warn_only = "the profile does not ask for a uniform fleet (fleet: {uniform: true})"
+    assert not differs, f"{loaded.label} differs from the fleet: " + "; ".join(map(str, differs))
+
+
 def test_usernet_quota(check, fleet_members, fleet_network, usernet_grants, observed):
     needed = {}
     for member in fleet_members:

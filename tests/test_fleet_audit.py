@@ -19,7 +19,7 @@ from hostsnapshot import HostSnapshot
 from lab import COPIES
 
 
-def _audit(suite, folder: Path, seed_fleet) -> dict[str, dict]:
+def _audit(suite, folder: Path, seed_fleet, extra: str = "") -> dict[str, dict]:
     network, user, _, _ = seed_fleet
     folder.mkdir(parents=True)
     profile = folder / "event.yaml"
@@ -27,7 +27,7 @@ def _audit(suite, folder: Path, seed_fleet) -> dict[str, dict]:
         f"extends: {ROOT / 'profiles' / 'workshop.yaml'}\n"
         f"host: {{user: {user.name}}}\n"
         f"network:\n  bridge: {network.bridge}\n  subnet: {network.subnet}\n"
-        f"containers:\n  gold: {user.gold.name}\n")
+        f"containers:\n  gold: {user.gold.name}\n{extra}")
     result = suite.run(f"--profile={profile}", "-m", "fleet", timeout=120)
     assert result.returncode in (0, 1), result.stdout[-3000:] + result.stderr[-2000:]
     document = suite.results("event")
@@ -78,6 +78,7 @@ def _faults(seed_fleet) -> dict:
                                      ["fleet.config_loads.pc4"]),
         "a hostname twice": (_edited(guest("pc6", "etc/hostname"), lambda text: "pc5\n"),
                              ["fleet.hostname.pc5", "fleet.hostname.pc6"]),
+        "an extra config line": (_edited(config("pc4"), lambda text: text + "lxc.net.0.mtu = 1400\n"), []),
         "one host key on two copies": (
             _edited(guest("pc2", "etc/ssh/ssh_host_ed25519_key.pub"),
                     lambda text: guest("pc1", "etc/ssh/ssh_host_ed25519_key.pub").read_text()),
@@ -105,16 +106,26 @@ def test_each_fleet_fault_fails_its_check_for_its_container(seed_fleet, tmp_path
     assert _failed(checks) == [], {i: checks[i]["message"] for i in _failed(checks)}
     assert len([i for i in checks if i.startswith("fleet.mac.")]) == COPIES, "every copy is audited, the gold is not"
     assert checks["fleet.address.pc3"]["outcome"] == "passed"
+    assert {c["outcome"] for i, c in checks.items() if i.startswith("fleet.drift.")} == {"passed"}
     assert before.differences(HostSnapshot.take()) == [], "the audit writes nothing"
     found, wanted = {}, {}
     for fault, (injected, failures) in _faults(seed_fleet).items():
         with injected:
             checks = _audit(suite, tmp_path / re.sub(r"\W+", "-", fault), seed_fleet)
         found[fault], wanted[fault] = _failed(checks), failures
+        drifting = {i: c["message"] for i, c in checks.items() if i.startswith("fleet.drift.") and c["outcome"] != "passed"}
+        if fault == "an extra config line":
+            assert drifting == {"fleet.drift.pc4": "pc4 differs from the fleet: lxc.net.0.mtu = 1400 (5 of 6 have none)"}
+            assert checks["fleet.drift.pc4"]["outcome"] == "warned"  # the workshop does not ask for uniformity
         if fault == "a legacy lxc.network key":
             assert "lxc.network.type" in checks["fleet.config_loads.pc4"]["message"]
             assert checks["fleet.memory_limit.pc4"]["blocked_by"] == "fleet.config_loads.pc4"
     assert found == wanted
+    # A site that wants a uniform fleet: the same drift fails.
+    network, user, _, _ = seed_fleet
+    with _edited(user.gold.lxc.path / "pc4" / "config", lambda text: text + "lxc.net.0.mtu = 1400\n"):
+        checks = _audit(suite, tmp_path / "uniform", seed_fleet, "fleet: {pattern: 'pc*', uniform: true}\n")
+    assert _failed(checks) == ["fleet.drift.pc4"]
 
 
 def test_start_fleet_starts_the_stopped_ones_and_leaves_the_rest_as_found(seed_fleet, lab_gold, tmp_path, suite):
