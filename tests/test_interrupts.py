@@ -51,7 +51,11 @@ def _interrupted_run(profile: str, delay: float, how: str, reports) -> tuple[str
         output = process.communicate(timeout=180)[0]
     except subprocess.TimeoutExpired:
         os.killpg(process.pid, signal.SIGKILL)
-        raise AssertionError(f"{how} after {delay:.2f} s: the run did not stop within 180 s")
+        output = process.communicate()[0]
+        # Its dnsmasq and bridge would hold port 67 for the tests that come after this one.
+        subprocess.run([sys.executable, "-m", "pytest", "--cleanup"], cwd=ROOT, capture_output=True, timeout=300)
+        raise AssertionError(f"{how} after {delay:.2f} s: the run did not stop within 180 s; it printed:\n"
+                             + output[-3000:])
     match = re.search(r"run id ([0-9a-f]{8})", output)
     return (match[1] if match else None), process.returncode
 
