@@ -175,12 +175,13 @@ def test_cleanup_removes_what_a_killed_run_left_and_nothing_else(lab_gold, tmp_p
     containers, bridge, dnsmasq and files, and leaves a live run's alone."""
     import sys
 
-    from lxc_compliance.lab import sweeper
+    from lxc_compliance.lab import claims, sweeper
     from lxc_compliance.lab.network import LabNetwork
 
     with LabNetwork(uuid.uuid4().hex[:10]) as live:  # another run, alive throughout
         _kill_lab_run_when("lab", Path("/var/lib/lxc"), "lxcc-*-03/config", tmp_path)
-        killed = {item.run for item in sweeper.find() if item.kind == "container"}
+        # Only dead runs' containers: another test's live lab run may have some at this moment.
+        killed = {item.run for item in sweeper.find() if item.kind == "container" and not claims.alive(item.run)}
         assert len(killed) == 1, "the killed run should have left its containers behind"
         run = killed.pop()
         assert run_leftovers(run), "nothing to clean up: the test did not kill the run mid-fleet"
