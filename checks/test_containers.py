@@ -127,12 +127,21 @@ def test_machine_id(check, sample, sample_index, fleet, observed):
 
 
 def test_gold_clean(check, gold_image, gold_rootfs, observed):
+    observed.values = {"rootfs": str(gold_image.rootfs)}
     assert gold_image.lxc.exists(gold_image.name), f"there is no gold container {gold_image.name} in {gold_image.lxc.path}"
     machine_id, leases = gold_rootfs.machine_id, gold_rootfs.dhcp_leases
     observed.expected = "an empty /etc/machine-id and no dhclient lease in the gold image"
     observed.actual = f"machine-id {machine_id or '(empty)'}; leases: {', '.join(leases) or 'none'}"
     assert not machine_id, f"the gold image {gold_image.name} has machine-id {machine_id}: every clone inherits it"
     assert not leases, f"the gold image holds DHCP leases ({', '.join(leases)}): every clone asks for the same address"
+    keys, regeneration = gold_rootfs.ssh_host_keys, gold_rootfs.host_key_regeneration
+    observed.expected += "; SSH host keys absent, or made anew at each copy's first boot"
+    observed.actual += f"; SSH host keys: {', '.join(keys) or 'none'}" + (
+        f" (made anew at first boot by {regeneration})" if keys and regeneration else "")
+    # Warned: the event can still run, but one student's root holds the key every other container presents.
+    observed.warn_only = "a copy of this gold presents the gold's SSH host keys (fleet.ssh_host_keys finds the copies)"
+    assert not keys or regeneration, (f"the gold image {gold_image.name} holds SSH host keys and nothing makes new ones "
+                                      "at first boot: every plain copy presents the same keys")
 
 
 def test_boot_time(check, sample, sample_index, boot_budget, observed):

@@ -144,6 +144,17 @@ def test_ssh_host_keys(check, guest, member, fleet_view, observed):
     assert not sharing, f"{member.label} presents the same SSH host keys as {', '.join(sharing)}"
 
 
+def test_dhcp_identity(check, guest, member, fleet_view, observed):
+    identity = guest.dhcp_client_identity
+    sharing = fleet_view.sharing(member, lambda m: m.guest.dhcp_client_identity.split(" (")[0] or None
+                                 if m.guest.present else None)
+    _where(member, observed, identity=identity or "the fixed identity")
+    observed.expected = "a DHCP client identity derived per container, or one no other container sends"
+    observed.actual = (identity or "derived per container (machine-id or MAC)") + (
+        f"; also sent by {', '.join(sharing)}" if sharing else "")
+    assert not sharing, f"{member.label} sends the same DHCP client identity as {', '.join(sharing)}: {identity}"
+
+
 def test_dhcp_lease(check, guest, member, observed):
     leases = guest.dhcp_leases
     _where(member, observed)

@@ -132,3 +132,37 @@ def test_mounts(check, loaded, confinement, security_policy, observed):
     observed.expected = "no bind mount of a sensitive host path; proc and sys not read-write"
     observed.actual = "; ".join(found) or "none"
     assert not found, f"{loaded.label}: " + "; ".join(found)
+
+
+def _denied(check, container, report, security_policy, dmesg_restrict, observed):
+    """The probe's finding for CHECK's action in CONTAINER (a Sample), asserted denied."""
+    finding = report.finding(check.probe) if not report.error else None
+    observed.expected = check.expected
+    if finding is None:
+        observed.actual = f"not probed: {report.error}"
+        pytest.fail(f"{container.name}: the denial probe could not run: {report.error}", pytrace=False)
+    observed.values = {"name": container.name, "config": str(container.config_path),
+                       "allowed": finding.reason.partition("allowed by ")[2] or "the line that allows it"}
+    observed.actual = f"{finding.verdict}: {finding.reason}"
+    observed.evidence = (f"{finding.evidence}\nas root inside {container.name} "
+                         f"({'privileged' if container.privileged else 'unprivileged'}), "
+                         f"capabilities held: {report.capabilities_held}")
+    if finding.verdict == "absent":
+        pytest.skip(f"nothing to try in {container.name}: {finding.reason}")
+    if check.probe == "kmsg" and dmesg_restrict == 0:
+        pytest.skip("not checked: the host lets every user read its kernel log (kernel.dmesg_restrict = 0, "
+                    "see host.dmesg_restrict)")
+    if container.privileged and check.probe in ("mount", "kmsg") and security_policy.allow_privileged:
+        observed.warn_only = ("the profile allows privileged containers, which keep sys_admin and syslog by design "
+                              "(security.allow_privileged)")
+    assert finding.verdict in ("denied", "contained"), f"{container.name}: not refused: {finding.reason}"
+
+
+def test_denied(check, sample, running_init, denial_probes, security_policy, dmesg_restrict, observed):
+    _denied(check, sample, denial_probes(sample), security_policy, dmesg_restrict, observed)
+
+
+def test_denied_started(check, member, started, denial_probes, security_policy, dmesg_restrict, observed):
+    if started.init_pid is None:
+        pytest.skip(f"not checked: fleet.started.{member.label} failed: {member.label} is not running")
+    _denied(check, started, denial_probes(started), security_policy, dmesg_restrict, observed)

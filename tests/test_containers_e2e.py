@@ -117,6 +117,22 @@ def test_stale_lease_and_shared_machine_id(test_gold, tmp_path, suite):
     assert "dhclient.eth0.leases" in checks["containers.gold_clean"]["message"] or "machine-id" in checks["containers.gold_clean"]["message"]
 
 
+def test_gold_host_keys_warned_unless_a_first_boot_makes_new_ones(test_gold, tmp_path, suite):
+    """Debian's template leaves SSH host keys in the gold: every plain copy presents them
+    (warned); with a drop-in running ssh-keygen -A before sshd, a copy makes its own."""
+    checks, _ = _run(suite, _profile(tmp_path, test_gold.name, samples=0), "-k", "gold_clean")
+    assert checks["containers.gold_clean"]["outcome"] == "warned", checks["containers.gold_clean"]
+    assert "holds SSH host keys" in checks["containers.gold_clean"]["message"]
+    assert "/etc/ssh/ssh_host_ed25519_key.pub" in checks["containers.gold_clean"]["actual"]
+    assert f"rm {test_gold.rootfs}/etc/ssh/ssh_host_*" in checks["containers.gold_clean"]["remediation"]
+    drop_in = test_gold.rootfs / "etc/systemd/system/ssh.service.d/host-keys.conf"
+    drop_in.parent.mkdir(parents=True)
+    drop_in.write_text("[Service]\nExecStartPre=/usr/bin/ssh-keygen -A\n")
+    checks, _ = _run(suite, _profile(tmp_path, test_gold.name, samples=0), "-k", "gold_clean")
+    assert checks["containers.gold_clean"]["outcome"] == "passed", checks["containers.gold_clean"]
+    assert "made anew at first boot by /etc/systemd/system/ssh.service.d/host-keys.conf" in checks["containers.gold_clean"]["actual"]
+
+
 def test_two_containers_given_one_mac(lab_gold, tmp_path, suite):
     profile = _profile(tmp_path, lab_gold.name, extra='  mac_prefix: "52:56:00:00:00:01"\n', build_gold=True)
     checks, _ = _run(suite, profile)
@@ -233,7 +249,7 @@ def test_unprivileged_lab_passes_end_to_end(lab_gold, suite):
 
     pam_before = _pam_session_files()
     usernet_before = USERNET.read_text() if USERNET.exists() else None
-    result = suite.run("--profile=lab-unprivileged", "-m", "containers", "--samples=2", timeout=900)
+    result = suite.run("--profile=lab-unprivileged", "-m", "containers or security", "--samples=2", timeout=900)
     assert result.returncode == 0, result.stdout[-3000:]
     document = suite.results("lab-unprivileged")
     checks = {c["id"]: c for c in document["checks"]}
@@ -243,6 +259,11 @@ def test_unprivileged_lab_passes_end_to_end(lab_gold, suite):
         assert checks[f"containers.unprivileged.{index}"]["actual"] != "0 0 4294967295"
         assert checks[f"containers.ssh_login.{index}"]["outcome"] == "passed"
         assert "/home/lxcc-" in checks[f"containers.running.{index}"]["remediation"]
+        # Refused for the right reason: the user namespace; a fresh proc is its own.
+        for probe in ("module", "device", "sysrq", "mount", "clock", "kmsg"):
+            assert checks[f"security.denied_{probe}.{index}"]["outcome"] == "passed", checks[f"security.denied_{probe}.{index}"]
+        assert "user namespace" in checks[f"security.denied_clock.{index}"]["actual"]
+        assert checks[f"security.denied_mount.{index}"]["actual"].startswith("contained: mounted, inside its own user")
     assert run_leftovers(document["run_id"]) == []
     assert _pam_session_files() == pam_before
     assert (USERNET.read_text() if USERNET.exists() else None) == usernet_before

@@ -87,6 +87,11 @@ def _faults(seed_fleet) -> dict:
             _edited(guest("pc3", "etc/ssh/ssh_host_rsa_key.pub"),
                     lambda text: (user.gold.rootfs / "etc/ssh/ssh_host_rsa_key.pub").read_text()),
             ["fleet.ssh_host_keys.pc3"]),
+        "one DUID fixed in two copies": (
+            _both(*(_edited(guest(name, "etc/systemd/networkd.conf"),
+                            lambda text: text + "\n[DHCPv4]\nDUIDType=vendor\nDUIDRawData=00:00:ab:11:f9:2a:c2:77:29:f9\n")
+                    for name in ("pc5", "pc6"))),
+            ["fleet.dhcp_identity.pc5", "fleet.dhcp_identity.pc6"]),
         "more copies than the lxc-usernet quota": (
             _edited(usernet, lambda text: text.replace(f"{user.name} veth {network.bridge} {COPIES + 2}",
                                                        f"{user.name} veth {network.bridge} {COPIES - 1}")),
@@ -152,7 +157,7 @@ def test_start_fleet_starts_the_stopped_ones_and_leaves_the_rest_as_found(seed_f
             f"network:\n  bridge: {network.bridge}\n  subnet: {network.subnet}\n"
             f"containers:\n  gold: {user.gold.name}\n  ssh: {{user: student, password_env: LXCCT_PASSWORD}}\n"
             "fleet:\n  start_timeout_s: 60\n")
-        result = suite.run(f"--profile={profile}", "-m", "fleet", "--start-fleet", env={"LXCCT_PASSWORD": password},
+        result = suite.run(f"--profile={profile}", "-m", "fleet or security", "--start-fleet", env={"LXCCT_PASSWORD": password},
                            timeout=600)
         checks = {c["id"]: c for c in suite.results("event")["checks"]}
         assert _running(lxcpath, copies) == running_before
@@ -166,6 +171,10 @@ def test_start_fleet_starts_the_stopped_ones_and_leaves_the_rest_as_found(seed_f
     for name in ("pc2", "pc3", "pc4", "pc5"):
         assert checks[f"fleet.started.{name}"]["metrics"]["login_s"] > 0
     assert "fleet: 4/5 up, 1 failed" in result.stdout
+    # Probed inside each container the run started (pc6 too: up, without sshd), never in pc1.
+    assert checks["security.denied_clock.pc6"]["outcome"] == "passed"
+    assert "user namespace" in checks["security.denied_clock.pc2"]["actual"]
+    assert checks["security.denied_device.pc1"]["outcome"] == "skipped"
     assert password not in result.stdout
 
 

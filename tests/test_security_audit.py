@@ -122,9 +122,17 @@ def test_each_weakness_of_a_privileged_copy_fails_its_check(root_copies, tmp_pat
     assert found == wanted
 
 
+def _loaded_modules() -> str:
+    """The host's module list (a kernel without module loading has no /proc/modules)."""
+    modules = Path("/proc/modules")
+    return modules.read_text() if modules.exists() else "no module loading"
+
+
 def test_runtime_checks_read_the_real_init(lab_gold, tmp_path, suite):
     """A sample started from a gold whose config clears the capability drops and the
-    seccomp policy: its init's CapBnd and Seccomp show it."""
+    seccomp policy, allows every device and mounts proc read-write: its init's CapBnd
+    and Seccomp show it, and the denial probes inside find each action allowed,
+    naming the line that allows it."""
     from lxc_compliance.lab.gold import GoldImage
 
     weak = GoldImage(f"lxcc-gold-test-{uuid.uuid4().hex[:6]}")
@@ -132,9 +140,10 @@ def test_runtime_checks_read_the_real_init(lab_gold, tmp_path, suite):
         subprocess.run(["lxc-copy", "-n", lab_gold.name, "-N", weak.name], check=True, capture_output=True, timeout=300)
         weak.prepare("student", None, "512M", "1G")
         with open(weak.config_path, "a") as config:
-            config.write("lxc.cap.drop =\nlxc.seccomp.profile =\n")
+            config.write("lxc.cap.drop =\nlxc.seccomp.profile =\nlxc.cgroup.devices.allow = a\nlxc.mount.auto = proc:rw\n")
         profile = (f"extends: {ROOT / 'profiles' / 'lab.yaml'}\ncategories: [containers, security]\n"
                    f"containers: {{gold: {weak.name}, samples: 1, ssh: {{user: student}}}}\n")
+        modules_before = _loaded_modules()
         checks = _audit(suite, tmp_path / "weak", profile)
     finally:
         weak.remove()
@@ -142,3 +151,36 @@ def test_runtime_checks_read_the_real_init(lab_gold, tmp_path, suite):
     assert checks["security.seccomp.s01"]["actual"] == "Seccomp: 0"
     assert checks["security.capabilities.s01"]["outcome"] == "failed"
     assert "sys_module" in checks["security.capabilities.s01"]["actual"]
+    for probe, allowed_by in (("module", "lxc.cap.drop = (empty) keeps sys_module; no seccomp filter"),
+                              ("clock", "lxc.cap.drop = (empty) keeps sys_time"),
+                              ("device", "lxc.cgroup.devices.allow = a"),
+                              ("sysrq", "lxc.mount.auto proc:rw")):
+        check = checks[f"security.denied_{probe}.s01"]
+        assert check["outcome"] == "failed", (probe, check)
+        assert allowed_by in check["actual"], (probe, check["actual"])
+        assert allowed_by.split(";")[0] in check["remediation"] or probe == "module", check["remediation"]
+    assert checks["security.denied_module.s01"]["evidence"].startswith("finit_module(empty file): ")
+    assert modules_before == _loaded_modules()
+
+
+def test_denial_probes_of_a_stock_privileged_sample(lab_gold, tmp_path, suite):
+    """The lab's own privileged samples: module, device, settings and clock refused,
+    each by the layer that refuses it; the fresh proc mount and the kernel log are
+    a privileged container's by design (warned in the lab, failed where the profile
+    does not allow privileged containers)."""
+    profile = (f"extends: {ROOT / 'profiles' / 'lab.yaml'}\ncategories: [containers, security]\n"
+               "containers: {samples: 1}\n")
+    checks = _audit(suite, tmp_path / "stock", profile, "-k", "denied")
+    layers = {"module": "seccomp (its policy refuses finit_module) and a capability (sys_module",
+              "device": "the device cgroup refused to open it",
+              "sysrq": "a read-only mount (lxc.mount.auto proc:mixed)",
+              "clock": "a capability (sys_time is not in its bounding set"}
+    for probe, layer in layers.items():
+        assert checks[f"security.denied_{probe}.s01"]["outcome"] == "passed", checks[f"security.denied_{probe}.s01"]
+        assert layer in checks[f"security.denied_{probe}.s01"]["actual"]
+    assert "EPERM" in checks["security.denied_device.s01"]["evidence"]
+    for probe in ("mount", "kmsg"):
+        assert checks[f"security.denied_{probe}.s01"]["outcome"] == "warned", checks[f"security.denied_{probe}.s01"]
+    strict = profile + "security: {allow_privileged: false, allow_nesting: true}\n"
+    checks = _audit(suite, tmp_path / "strict", strict, "-k", "denied")
+    assert _failed(checks) == ["security.denied_kmsg.s01", "security.denied_mount.s01"]

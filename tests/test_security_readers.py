@@ -58,3 +58,67 @@ def test_what_nesting_and_mounts_are_made_of():
     assert found == ["lxc.mount.entry = /etc etc/host none bind,ro 0 0", "lxc.mount.auto proc:rw", "lxc.mount.auto sys:rw"]
     assert Confinement({"lxc.cgroup.devices.allow": "a"}).device_problem().startswith("lxc.cgroup.devices.allow = a")
     assert Confinement({"lxc.cgroup2.devices.deny": "a"}).device_problem() is None
+
+
+# The denial probe's answers, as denial_probe.py prints them, judged (readers.denial).
+_STOCK_PRIVILEGED = {"capabilities": "1fcfcfcffff", "seccomp": "2",
+                     "module": [["finit_module(empty file)", 1]],
+                     "device": [["mknod /dev/.p b 254:0", 0], ["open /dev/.p for reading", 1]],
+                     "sysrq": [["open /proc/sysrq-trigger for writing", 2], ["open /proc/sys/kernel/panic for writing", 30]],
+                     "mount": [["mount a fresh proc read-write", 0], ["mount a fresh sysfs read-write", 0]],
+                     "clock": [["clock_settime(CLOCK_REALTIME, now)", 1]],
+                     "kmsg": [["open /dev/kmsg for reading", 2], ["syslog(SYSLOG_ACTION_READ_ALL)", 0]]}
+
+
+def _report(raw: dict, privileged: bool = True, config: dict | None = None):
+    from lxc_compliance.readers.denial import ProbeReport
+
+    common = {"lxc.seccomp.profile": "/usr/share/lxc/config/common.seccomp",
+              "lxc.cap.drop": "mac_admin mac_override sys_time sys_module sys_rawio"}
+    return ProbeReport("c1", raw, privileged, Confinement({**common, **(config or {})}))
+
+
+def test_each_denial_names_the_layer_that_refused_it():
+    report = _report(_STOCK_PRIVILEGED)
+    verdicts = {action: report.finding(action).verdict for action in ("module", "device", "sysrq", "mount", "clock", "kmsg")}
+    assert verdicts == {"module": "denied", "device": "denied", "sysrq": "denied",
+                        "mount": "allowed", "clock": "denied", "kmsg": "allowed"}
+    assert "seccomp" in report.finding("module").reason and "sys_module" in report.finding("module").reason
+    assert "device cgroup" in report.finding("device").reason
+    assert "read-only mount" in report.finding("sysrq").reason
+    assert "sys_time" in report.finding("clock").reason
+    assert report.capabilities_held == "all but mac_admin mac_override sys_module sys_rawio sys_resource sys_time"
+    assert "EROFS (Read-only file system)" in report.finding("sysrq").evidence
+
+
+def test_what_allows_an_action_is_named():
+    raw = dict(_STOCK_PRIVILEGED, capabilities="1ffffffffff", seccomp="0",
+               module=[["finit_module(empty file)", 8]], clock=[["clock_settime(CLOCK_REALTIME, now)", 0]],
+               device=[["mknod /dev/.p b 254:0", 0], ["open /dev/.p for reading", 0]],
+               sysrq=[["open /proc/sys/kernel/panic for writing", 0]])
+    report = _report(raw, config={"lxc.cap.drop": "", "lxc.seccomp.profile": "", "lxc.cgroup.devices.allow": "a",
+                                  "lxc.mount.auto": "proc:rw sys:mixed"})
+    assert report.finding("module").reason == ("the kernel read the module file (ENOEXEC (Exec format error)); "
+                                              "allowed by lxc.cap.drop = (empty) keeps sys_module; "
+                                              "no seccomp filter (lxc.seccomp.profile)")
+    assert report.finding("clock").reason.endswith("allowed by lxc.cap.drop = (empty) keeps sys_time")
+    assert "lxc.cgroup.devices.allow = a" in report.finding("device").reason
+    assert report.finding("sysrq").reason.endswith("allowed by lxc.mount.auto proc:rw")
+
+
+def test_an_unprivileged_container_is_denied_by_its_user_namespace():
+    raw = dict(_STOCK_PRIVILEGED, capabilities="1ffffffffff",
+               device=[["mknod /dev/.p b 254:0", 1]], clock=[["clock_settime(CLOCK_REALTIME, now)", 1]],
+               sysrq=[["open /proc/sys/kernel/panic for writing", 13]], kmsg=[["syslog(SYSLOG_ACTION_READ_ALL)", 1]])
+    report = _report(raw, privileged=False)
+    assert report.finding("mount").verdict == "contained"
+    assert "user namespace" in report.finding("clock").reason
+    assert "user namespace" in report.finding("device").reason
+    assert "file permissions" in report.finding("sysrq").reason
+    assert report.finding("kmsg").verdict == "denied"
+    assert report.capabilities_held == "all (of its own user namespace)"
+
+
+def test_nothing_to_try_is_absent_not_passed():
+    report = _report(dict(_STOCK_PRIVILEGED, sysrq=[["open /proc/sysrq-trigger for writing", 2]]))
+    assert report.finding("sysrq").verdict == "absent"
