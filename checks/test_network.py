@@ -10,8 +10,7 @@ import time
 
 import pytest
 
-from lxc_compliance.readers.dnsmasq import active_leases, dnsmasq_processes, lease_seconds
-from lxc_compliance.readers.network import checksum_fill_rules, dhcp_sockets
+from lxc_compliance.readers.dnsmasq import lease_seconds
 
 
 def test_bridge_exists(check, bridge, observed):
@@ -57,8 +56,8 @@ def test_bridge_uplink(check, existing_bridge, profile, observed):
     assert uplink in existing_bridge.ports, f"{uplink} is not a port of {existing_bridge.name}"
 
 
-def test_dnsmasq_serves_bridge(check, network, serving, observed):
-    everything = dnsmasq_processes()
+def test_dnsmasq_serves_bridge(check, network, serving, host_network, observed):
+    everything = host_network.dnsmasq_processes()
     observed.expected = f"a dnsmasq with interface={network.bridge} (or listening on its address)"
     observed.actual = "; ".join(f"pid {p.pid}: {' '.join(p.cmdline)}" for p in serving) or "none"
     observed.evidence = "\n".join(f"pid {p.pid}: {' '.join(p.cmdline)}" for p in everything) or "no dnsmasq process runs"
@@ -89,9 +88,9 @@ def test_dhcp_lease_time(check, served, profile, observed):
     assert shortest >= (lease_seconds(wanted) or float("inf")), f"leases last {min(times, key=lambda t: lease_seconds(t) or 1e12)}; at least {wanted} wanted"
 
 
-def test_dhcp_port_exclusive(check, existing_bridge, serving, observed):
+def test_dhcp_port_exclusive(check, existing_bridge, serving, host_network, observed):
     addresses = [str(a.ip) for a in existing_bridge.networks]
-    sockets = dhcp_sockets()
+    sockets = host_network.dhcp_sockets()
     answering = [s for s in sockets if s.covers(existing_bridge.name, addresses)]
     # Only a dnsmasq configured for this bridge should hold its DHCP port; one
     # bound to every interface keeps the bridge's own dnsmasq from starting.
@@ -109,8 +108,8 @@ def test_dhcp_port_exclusive(check, existing_bridge, serving, observed):
     )
 
 
-def test_checksum_fill(check, existing_bridge, observed):
-    rules = checksum_fill_rules(existing_bridge.name)
+def test_checksum_fill(check, existing_bridge, host_network, observed):
+    rules = host_network.checksum_fill_rules(existing_bridge.name)
     observed.expected = f"a mangle CHECKSUM --checksum-fill rule for UDP to port 68 leaving {existing_bridge.name}"
     observed.actual = "; ".join(rules) or "no CHECKSUM rule"
     observed.values = {"bridge": existing_bridge.name}
@@ -146,12 +145,12 @@ def test_dhcp_single_server(check, dhcp_exchange, working_bridge, observed):
     assert len(servers) == 1, f"{len(servers)} DHCP servers answer on the bridge: {', '.join(servers)}"
 
 
-def test_dhcp_pool_headroom(check, network, served, subnet, observed):
+def test_dhcp_pool_headroom(check, network, served, subnet, host_network, observed):
     ranges = [r for p in served for r in p.config.ranges if subnet is None or r.inside(subnet)]
     if not ranges:
         pytest.skip("not checked: network.dhcp_range failed: no dhcp-range inside the subnet")
     leasefile = served[0].config.leasefile
-    in_use = [lease for lease in active_leases(leasefile, time.time()) if any(lease[0] in r for r in ranges)]
+    in_use = [lease for lease in host_network.active_leases(leasefile, time.time()) if any(lease[0] in r for r in ranges)]
     size = max(r.size for r in ranges)
     if size < network.containers:
         pytest.skip("not checked: network.dhcp_range failed: the range itself is smaller than the fleet")

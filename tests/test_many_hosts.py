@@ -152,20 +152,36 @@ def test_per_host_results_merged_and_compared_host_by_host(remote_hosts, tmp_pat
     assert not [i for i in again["baseline"]["removed"]]
 
 
-def test_what_reads_this_machine_is_not_run_against_a_remote_host(remote_hosts, tmp_path):
-    """The network, fleet and security categories read or create containers and
-    bridges where lxcc runs: on a remote host they are skipped saying how to get
-    them, never run against this machine instead."""
+def test_each_host_network_read_there_and_what_runs_here_is_not_run_remotely(remote_hosts, tmp_path):
+    """The read-only network checks read each host's own bridge and dnsmasq (rh1 has
+    a br0, rh2 none); the DHCP exchange, the fleet and security audits read or create
+    things where lxcc runs: on a remote host they are skipped saying how to get them,
+    never run against this machine instead."""
     hosts, config, _ = remote_hosts
+    rh1, rh2 = hosts[0], hosts[1]
+    subprocess.run(["ssh", "-F", str(config), rh1.address,
+                    "ip link add br0 type bridge && ip addr add 10.99.0.1/24 dev br0 && ip link set br0 up"],
+                   check=True, capture_output=True, timeout=30)
     command = [sys.executable, "-m", "pytest", "checks", "--profile=workshop", f"--report-dir={tmp_path}",
-               f"--hosts={hosts[0].spec}", f"--ssh-config={config}", "-m", "network or fleet or security"]
+               f"--hosts={rh1.spec},{rh2.spec}", f"--ssh-config={config}", "-m", "network or fleet or security"]
     done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300)
     document = json.loads((tmp_path / "workshop.json").read_text())
-    assert document["checks"], done.stdout[-3000:]
-    assert {c["host"] for c in document["checks"]} == {"rh1"}
-    assert {c["outcome"] for c in document["checks"]} == {"skipped"}
-    assert all(c["message"].startswith("not audited over ssh") and "run lxcc on 10." in c["message"]
-               for c in document["checks"]), document["checks"][0]["message"]
+    checks = {(c["host"], c["id"]): c for c in document["checks"]}
+    assert {host for host, _ in checks} == {"rh1", "rh2"}, done.stdout[-3000:]
+    outcome = {key: c["outcome"] for key, c in checks.items()}
+    assert (outcome[("rh1", "network.bridge_exists")], outcome[("rh2", "network.bridge_exists")]) == ("passed", "failed"), \
+        checks[("rh2", "network.bridge_exists")]["message"]
+    assert outcome[("rh1", "network.bridge_up")] == "passed"
+    assert checks[("rh1", "network.bridge_address")]["actual"] == "10.99.0.1/24"
+    assert "forward delay 15.0s" in checks[("rh1", "network.bridge_exists")]["actual"]
+    assert checks[("rh1", "network.dnsmasq_serves_bridge")]["message"] == "no dnsmasq serves br0 (no dnsmasq runs at all)"
+    assert checks[("rh2", "network.bridge_up")]["message"].startswith("not checked: network.bridge_exists failed")
+    exchange = checks[("rh1", "network.dhcp_exchange")]
+    assert exchange["outcome"] == "skipped" and exchange["message"].startswith(
+        "not run over ssh: the DHCP exchange runs where lxcc runs; run lxcc on 10."), exchange["message"]
+    others = [c for c in document["checks"] if c["category"] in ("fleet", "security")]
+    assert others and {c["outcome"] for c in others} == {"skipped"}
+    assert all(c["message"].startswith("not audited over ssh") and "run lxcc on 10." in c["message"] for c in others)
     assert "lxc-compliance: -n ignored" not in done.stdout  # no lab is built here, so nothing forces one process
 
 

@@ -290,3 +290,30 @@ def test_checksum_fill_rule_is_found(seed_network, tmp_path, suite):
             subprocess.run(["nft", "delete", "table", "ip", "mangle"], check=True)
     assert checks["network.checksum_fill"]["outcome"] == "passed"
     assert "CHECKSUM" in checks["network.checksum_fill"]["actual"]
+
+
+def test_the_ssh_readers_see_what_netlink_and_psutil_see(seed_network):
+    """The readers of another host's network (its own `ip -j`, `ss`, /proc and
+    dnsmasq's files, over ssh), pointed at this machine through testinfra's local
+    backend, read the same bridge, dnsmasq, port-67 sockets and leases as netlink,
+    sock_diag and psutil do here."""
+    from lxc_compliance.readers.host_network import LocalNetwork, RemoteNetwork
+    from lxc_compliance.readers.target import Target
+
+    here, there = LocalNetwork(), RemoteNetwork(Target("local://"))
+    ours, theirs = here.bridge(seed_network.bridge), there.bridge(seed_network.bridge)
+    facts = ("exists", "kind", "up", "forward_delay", "stp", "mtu", "ports", "networks")
+    assert {f: getattr(theirs, f) for f in facts} == {f: getattr(ours, f) for f in facts}
+    assert theirs.networks and theirs.describe() == ours.describe()
+    assert not there.bridge("lxcc-nolink0").exists
+
+    pid = seed_network.dnsmasq_pid
+    ours_dnsmasq = [(p.cmdline, p.config.options) for p in here.dnsmasq_processes() if p.pid == pid]
+    theirs_dnsmasq = [(p.cmdline, p.config.options) for p in there.dnsmasq_processes() if p.pid == pid]
+    assert theirs_dnsmasq == ours_dnsmasq and ours_dnsmasq[0][1]
+    assert [s for s in there.dhcp_sockets() if s.pid == pid] == [s for s in here.dhcp_sockets() if s.pid == pid] != []
+    leasefile = next(p for p in here.dnsmasq_processes() if p.pid == pid).config.leasefile
+    Path(leasefile).write_text(f"{int(time.time()) + 600} 52:56:00:00:00:01 {seed_network.subnet.network_address + 20} "
+                               "pc01 *\n")
+    assert there.active_leases(leasefile, time.time()) == here.active_leases(leasefile, time.time()) != []
+    assert there.checksum_fill_rules(seed_network.bridge) == here.checksum_fill_rules(seed_network.bridge)
