@@ -138,11 +138,12 @@ def _denied(check, container, report, security_policy, dmesg_restrict, observed)
     """The probe's finding for CHECK's action in CONTAINER (a Sample), asserted denied."""
     finding = report.finding(check.probe) if not report.error else None
     observed.expected = check.expected
+    observed.values = {"name": container.name, "config": str(container.config_path),
+                       "allowed": (finding.reason.partition("allowed by ")[2] if finding else "")
+                       or "the line that allows it"}
     if finding is None:
         observed.actual = f"not probed: {report.error}"
         pytest.fail(f"{container.name}: the denial probe could not run: {report.error}", pytrace=False)
-    observed.values = {"name": container.name, "config": str(container.config_path),
-                       "allowed": finding.reason.partition("allowed by ")[2] or "the line that allows it"}
     observed.actual = f"{finding.verdict}: {finding.reason}"
     observed.evidence = (f"{finding.evidence}\nas root inside {container.name} "
                          f"({'privileged' if container.privileged else 'unprivileged'}), "
