@@ -8,6 +8,7 @@ changes nothing."""
 from __future__ import annotations
 
 import contextlib
+import json
 import re
 from pathlib import Path
 
@@ -217,3 +218,36 @@ def test_a_killed_start_fleet_is_put_back_by_cleanup(seed_fleet, lab_gold, tmp_p
                              timeout=300)
     assert "removed fleet" in cleaned.stdout, cleaned.stdout
     assert _running(lxcpath, copies) == [], (cleaned.stdout + cleaned.stderr, records)
+
+
+def test_a_fleet_audited_over_ssh_reads_as_the_audit_on_the_host(seed_fleet, lab_gold, tmp_path, suite):
+    """The fleet and security audits of a host reached over ssh (this machine, through an
+    sshd of the test's own on loopback) find what the audit run on the host itself finds:
+    the same checks, outcomes and findings, one fault (a MAC twice) included; every
+    file they read comes through that connection (a mirror in the run's own folder,
+    removed afterwards)."""
+    from loopback_sshd import loopback_sshd
+
+    network, user, _, _ = seed_fleet
+    config = lambda name: user.gold.lxc.path / name / "config"  # noqa: E731
+    mac = re.search(r"^lxc\.net\.0\.hwaddr = (\S+)$", config("pc2").read_text(), re.M)[1]
+    folder = tmp_path / "audits"
+    folder.mkdir()
+    profile = folder / "event.yaml"
+    profile.write_text(f"extends: {ROOT / 'profiles' / 'workshop.yaml'}\nhost: {{user: {user.name}}}\n"
+                       f"network:\n  bridge: {network.bridge}\n  subnet: {network.subnet}\n"
+                       f"containers:\n  gold: {user.gold.name}\n")
+    findings = {}
+    with loopback_sshd(lab_gold.rootfs, tmp_path / "sshd") as (spec, ssh_config), \
+            _edited(config("pc3"), lambda text: re.sub(r"^lxc\.net\.0\.hwaddr = .*$", f"lxc.net.0.hwaddr = {mac}",
+                                                       text, flags=re.M)):
+        for where, args in (("here", []), ("over ssh", [f"--hosts={spec}", f"--ssh-config={ssh_config}"])):
+            result = suite.run(f"--profile={profile}", "-m", "fleet or security", "--samples=0",
+                               f"--report-dir={folder / where}", *args, timeout=300)
+            document = json.loads((folder / where / "event.json").read_text())
+            findings[where] = {c["id"]: (c["outcome"], c["actual"], c.get("message", "")) for c in document["checks"]}
+            assert findings[where], result.stdout[-3000:]
+    assert findings["over ssh"] == findings["here"]
+    assert {i for i, c in findings["here"].items() if c[0] == "failed"} == {"fleet.mac.pc2", "fleet.mac.pc3"}
+    assert len([i for i in findings["here"] if i.startswith("security.seccomp.")]) == COPIES
+    assert not list(Path("/tmp").glob(f"lxc-compliance-{document['run_id'][:8]}*")), "the mirror is removed"

@@ -154,9 +154,9 @@ def test_per_host_results_merged_and_compared_host_by_host(remote_hosts, tmp_pat
 
 def test_each_host_network_read_there_and_what_runs_here_is_not_run_remotely(remote_hosts, tmp_path):
     """The read-only network checks read each host's own bridge and dnsmasq (rh1 has
-    a br0, rh2 none); the DHCP exchange, the fleet and security audits read or create
-    things where lxcc runs: on a remote host they are skipped saying how to get them,
-    never run against this machine instead."""
+    a br0, rh2 none), the fleet audit each host's own lxcpaths (none here); the DHCP
+    exchange and the samples run where lxcc runs: on a remote host they are skipped
+    saying how to get them, never run against this machine instead."""
     hosts, config, _ = remote_hosts
     rh1, rh2 = hosts[0], hosts[1]
     subprocess.run(["ssh", "-F", str(config), rh1.address,
@@ -179,9 +179,12 @@ def test_each_host_network_read_there_and_what_runs_here_is_not_run_remotely(rem
     exchange = checks[("rh1", "network.dhcp_exchange")]
     assert exchange["outcome"] == "skipped" and exchange["message"].startswith(
         "not run over ssh: the DHCP exchange runs where lxcc runs; run lxcc on 10."), exchange["message"]
-    others = [c for c in document["checks"] if c["category"] in ("fleet", "security")]
-    assert others and {c["outcome"] for c in others} == {"skipped"}
-    assert all(c["message"].startswith("not audited over ssh") and "run lxcc on 10." in c["message"] for c in others)
+    # The fleet is read there too: these hosts have no LXC, so no container (and no sample is started).
+    fleet = [c for c in document["checks"] if c["category"] == "fleet"]
+    assert fleet and {c["outcome"] for c in fleet} == {"skipped"}
+    assert all(c["message"].startswith("no container of the fleet is defined (read no lxcpath; not there: ")
+               and "/var/lib/lxc" in c["message"] for c in fleet), fleet[0]["message"]
+    assert not [c for c in document["checks"] if c["category"] == "security"]
     assert "lxc-compliance: -n ignored" not in done.stdout  # no lab is built here, so nothing forces one process
 
 
