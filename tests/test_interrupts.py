@@ -34,8 +34,8 @@ def _dead_runs_leftovers() -> list[str]:
     return [str(item) for item in sweeper.find() if not claims.alive(item.run)]
 
 
-def _interrupted_run(profile: str, delay: float, how: str, reports) -> tuple[str | None, int]:
-    """Start a lab run, interrupt it after DELAY seconds; (its run id if it printed one, exit code)."""
+def _interrupted_run(profile: str, delay: float, how: str, reports) -> tuple[str | None, int, str]:
+    """Start a lab run, interrupt it after DELAY seconds; (its run id if it printed one, exit code, output)."""
     process = subprocess.Popen(
         [sys.executable, "-m", "pytest", f"--profile={profile}", "-m", "network or containers", "--samples=2",
          f"--report-dir={reports}"],
@@ -57,7 +57,7 @@ def _interrupted_run(profile: str, delay: float, how: str, reports) -> tuple[str
         raise AssertionError(f"{how} after {delay:.2f} s: the run did not stop within 180 s; it printed:\n"
                              + output[-3000:])
     match = re.search(r"run id ([0-9a-f]{8})", output)
-    return (match[1] if match else None), process.returncode
+    return (match[1] if match else None), process.returncode, output
 
 
 def test_random_interrupts_leave_nothing_behind(tmp_path):
@@ -69,8 +69,8 @@ def test_random_interrupts_leave_nothing_behind(tmp_path):
         profile = "lab-unprivileged" if number % 5 == 4 else "lab"
         delay = chance.uniform(0.0, LONGEST_RUN_S * (1.6 if profile == "lab-unprivileged" else 1.0))
         how = chance.choice(["ctrl-c", "sigterm"])
-        run_id, code = _interrupted_run(profile, delay, how, tmp_path / f"run{number}")
-        context = f"run {number} (seed {seed}): {profile}, {how} after {delay:.2f} s, exit {code}"
+        run_id, code, output = _interrupted_run(profile, delay, how, tmp_path / f"run{number}")
+        context = f"run {number} (seed {seed}): {profile}, {how} after {delay:.2f} s, exit {code}; it printed:\n{output[-2500:]}"
         # 2: pytest's 'interrupted'; killed by the signal itself only before pytest
         # installed its handlers, when nothing exists yet.
         assert code in (0, 1, 2, -signal.SIGINT, -signal.SIGTERM), context
