@@ -7,6 +7,8 @@ check matters. Nothing here starts or changes a container.
 
 import pytest
 
+from lxc_compliance.readers.lxd import size_in_bytes
+
 
 def _where(member, observed, **values):
     observed.values = {"name": member.name, "config": str(member.config_path), "lxcpath": str(member.lxc.path),
@@ -260,3 +262,54 @@ def test_fleet_leases_released(check, fleet_put_back, observed):
     observed.evidence = "\n".join(fleet_put_back.unreleased)
     assert not still, f"still running after the run stopped them: {', '.join(still)}"
     assert not fleet_put_back.unreleased, "leases not given back: " + "; ".join(fleet_put_back.unreleased)
+
+
+# --- LXD instances ----------------------------------------------------------------------
+
+
+def test_lxd_memory_limit(check, instance, lxd_plan, observed):
+    found = instance.memory_limit
+    observed.values = {"instance": instance.label, "expected": lxd_plan.memory_limit}
+    observed.expected = f"limits.memory = {lxd_plan.memory_limit}"
+    observed.actual = f"limits.memory = {found or '(unset: the host memory)'}"
+    assert found, f"{instance.label} has no limits.memory: it may use all of the host's memory"
+    assert size_in_bytes(found) == size_in_bytes(lxd_plan.memory_limit), (
+        f"{instance.label}'s limits.memory is {found}; the event plans {lxd_plan.memory_limit}")
+
+
+def test_lxd_mac(check, instance, lxd_macs, host_macs, observed):
+    macs = instance.hwaddrs
+    sharing = {nic: sorted(set(lxd_macs.get(mac, [])) - {instance.label}) + sorted(host_macs.get(mac, []))
+               for nic, mac in macs.items() if mac}
+    sharing = {nic: others for nic, others in sharing.items() if others}
+    observed.values = {"instance": instance.label, "nic": next(iter(sharing), "eth0")}
+    observed.expected = "each NIC a MAC no other instance or LXC container has"
+    observed.actual = "; ".join(f"{nic} {mac or '(none yet)'}" + (f", also {', '.join(sharing[nic])}'s" if nic in sharing else "")
+                                for nic, mac in macs.items()) or "no NIC"
+    assert not sharing, "; ".join(f"{instance.label}'s {nic} MAC {macs[nic]} is also {', '.join(others)}'s"
+                                  for nic, others in sharing.items())
+
+
+def test_lxd_address(check, instance, lxd, observed):
+    mine = instance.addresses
+    sharing = {address: [other.label for other in lxd.instances if other is not instance and address in other.addresses]
+               for address in mine}
+    sharing = {address: others for address, others in sharing.items() if others}
+    observed.values = {"instance": instance.label}
+    observed.expected = "IPv4 addresses no other instance has"
+    observed.actual = ", ".join(mine) or f"none ({instance.status})"
+    assert not sharing, "; ".join(f"{instance.label}'s {address} is also {', '.join(others)}'s" for address, others in sharing.items())
+
+
+def test_lxd_autostart(check, instance, observed):
+    observed.values = {"instance": instance.label}
+    observed.expected = "boot.autostart = true"
+    observed.actual = f"boot.autostart = {instance.config.get('boot.autostart', '(unset)')}"
+    assert instance.flag["boot.autostart"], f"{instance.label} does not start at boot (boot.autostart is not true)"
+
+
+def test_lxd_running(check, instance, observed):
+    observed.values = {"instance": instance.label}
+    observed.expected = "Running"
+    observed.actual = instance.status
+    assert instance.status == "Running", f"{instance.label} is {instance.status}"

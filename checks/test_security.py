@@ -167,3 +167,99 @@ def test_denied_started(check, member, started, denial_probes, security_policy, 
     if started.init_pid is None:
         pytest.skip(f"not checked: fleet.started.{member.label} failed: {member.label} is not running")
     _denied(check, started, denial_probes(started), security_policy, dmesg_restrict, observed)
+
+
+# --- LXD instances ----------------------------------------------------------------------
+
+
+def _lxd_flag_off(instance, key, allowed_by, observed, why):
+    """An instance's boolean security KEY must be off, unless the profile's ALLOWED_BY setting allows it (warned)."""
+    observed.values = {"instance": instance.label}
+    observed.expected = f"{key} unset or false"
+    observed.actual = f"{key} = {instance.config.get(key, '(unset)')}"
+    if allowed_by:
+        observed.warn_only = allowed_by
+    assert not instance.flag[key], f"{instance.label} {why} ({key} = true)"
+
+
+def test_lxd_privileged(check, instance, security_policy, observed):
+    _lxd_flag_off(instance, "security.privileged", security_policy.allow_privileged and
+                  "the profile allows privileged containers (security.allow_privileged)", observed,
+                  "is privileged: its root is the host's root")
+
+
+def test_lxd_nesting(check, instance, security_policy, observed):
+    _lxd_flag_off(instance, "security.nesting", security_policy.allow_nesting and
+                  "the profile allows nesting (security.allow_nesting)", observed, "may run containers inside it")
+
+
+def test_lxd_idmap_isolated(check, instance, observed):
+    observed.values = {"instance": instance.label}
+    observed.expected = "security.idmap.isolated = true"
+    observed.actual = f"security.idmap.isolated = {instance.config.get('security.idmap.isolated', '(unset)')}"
+    assert instance.flag["security.privileged"] or instance.flag["security.idmap.isolated"], (
+        f"{instance.label} shares LXD's default id range with every other unprivileged instance")
+
+
+def test_lxd_raw(check, instance, observed):
+    raw = instance.raw_keys
+    weakening = instance.raw_lxc_weakenings()
+    observed.values = {"instance": instance.label, "keys": " ".join(raw) or "raw.lxc"}
+    observed.expected = "no raw.lxc, raw.apparmor or raw.seccomp (raw.idmap: security.lxd_raw_idmap)"
+    observed.actual = ", ".join(raw) or "none"
+    observed.evidence = "\n".join(f"{key}:\n{value}" for key, value in raw.items())
+    assert not weakening, f"{instance.label}'s raw.lxc weakens it: " + "; ".join(weakening)
+    review = [key for key in raw if key != "raw.idmap"]
+    if review:
+        observed.warn_only = "raw settings bypass LXD's own checks: review them (the evidence holds each)"
+    assert not review, f"{instance.label} sets {', '.join(review)}"
+
+
+def test_lxd_disks(check, instance, security_policy, observed):
+    from lxc_compliance.readers.lxd import SENSITIVE_SOURCES
+
+    found = instance.sensitive_disks(tuple(security_policy.sensitive_paths) + SENSITIVE_SOURCES)
+    observed.values = {"instance": instance.label}
+    observed.expected = "no disk device from a sensitive host path"
+    observed.actual = "; ".join(found) or "none"
+    assert not found, f"{instance.label} has the host's " + "; ".join(found)
+
+
+def test_lxd_devices(check, instance, observed):
+    found = instance.host_devices
+    observed.values = {"instance": instance.label}
+    observed.expected = "no unix-char or unix-block device"
+    observed.actual = "; ".join(found) or "none"
+    assert not found, f"{instance.label} is given host devices: " + "; ".join(found)
+
+
+def test_lxd_nic_filtering(check, instance, observed):
+    found = instance.unfiltered_nics()
+    observed.values = {"instance": instance.label}
+    observed.expected = "security.mac_filtering and security.ipv4_filtering on every bridged NIC"
+    observed.actual = "; ".join(found) or "filtered"
+    assert not found, f"{instance.label} can spoof on the bridge: " + "; ".join(found)
+
+
+def test_lxd_raw_idmap(check, instance, subordinate_ids, observed):
+    entries = instance.raw_idmap
+    observed.values = {"instance": instance.label}
+    observed.expected = "every raw.idmap host range in root's /etc/subuid and /etc/subgid, outside its own range"
+    observed.actual = instance.config.get("raw.idmap", "").strip().replace("\n", "; ") or "no raw.idmap"
+    if not entries:
+        return
+    missing, inside = [], []
+    own = [(m.get("Isuid"), m.get("Isgid"), range(m["Hostid"], m["Hostid"] + m["Maprange"])) for m in instance.own_idmap]
+    for kind, host_ids, _ in entries:
+        for id_kind, file_kind in (("uid", "u"), ("gid", "g")):
+            if kind not in (id_kind, "both"):
+                continue
+            if not any(r.owner == "root" and r.covers(host_ids.start, len(host_ids)) for r in subordinate_ids[file_kind]):
+                missing.append(f"root:{host_ids.start}:{len(host_ids)} in /etc/sub{file_kind}id")
+            for is_uid, is_gid, mapped in own:
+                if (is_uid if id_kind == "uid" else is_gid) and host_ids.start in mapped and not (
+                        mapped.start == host_ids.start and len(mapped) == len(host_ids)):
+                    inside.append(f"{id_kind} {host_ids.start}-{host_ids.stop - 1} inside its own {mapped.start}-{mapped.stop - 1}")
+    observed.values["lines"] = " and ".join(dict.fromkeys(missing)) or "-"
+    assert not missing, f"{instance.label}'s raw.idmap needs " + ", ".join(dict.fromkeys(missing)) + ": its next start fails"
+    assert not inside, f"{instance.label}'s raw.idmap maps " + "; ".join(inside)

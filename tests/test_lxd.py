@@ -1,0 +1,144 @@
+"""LXD hosts, for real: an LXD daemon started by the test (Debian's lxd, an
+LXD_DIR of its own, a dir pool and a bridge without NAT), the lab's gold imported
+as an image, three instances (one running, with a DHCP lease). A clean host
+passes; then one fault at a time fails exactly its check for that instance."""
+
+from __future__ import annotations
+
+import secrets
+import subprocess
+import time
+
+import pytest
+import requests.adapters
+
+from hoststate import HostState
+from leftovers import run_leftovers
+from lxc_compliance.lab.lxd import LxdLab
+from lxc_compliance.readers.lxd import LxdServer, ReadOnlyLxd, ReadOnlyRefused
+
+pytestmark = [pytest.mark.xdist_group("lxd"),
+              pytest.mark.skipif(subprocess.run(["sh", "-c", "command -v lxd"], capture_output=True).returncode != 0,
+                                 reason="Debian's lxd is not installed (./lxcc test installs it)")]
+
+INSTANCES = ("t1", "t2", "t3")
+MEMORY = "256MB"
+
+
+@pytest.fixture(scope="module")
+def lxd_host(lab_gold):
+    """The daemon, the gold as image lxcc-gold, t1 (running) t2 t3 (stopped), limits.memory on each."""
+    with HostState(), LxdLab(secrets.token_hex(4)) as lab:
+        lab.import_image(lab_gold.rootfs, "lxcc-gold")
+        for name in INSTANCES:
+            lab.lxc("init", "lxcc-gold", name, "-c", f"limits.memory={MEMORY}", timeout=300)
+        lab.lxc("start", "t1")
+        server = None
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            server = LxdServer.read(lab.socket)
+            if next(i for i in server.instances if i.name == "t1").addresses:
+                break
+            time.sleep(0.5)
+        yield lab
+    assert run_leftovers(lab.run_id) == []
+
+
+@pytest.fixture
+def profile(tmp_path, lxd_host):
+    path = tmp_path / "lxd-site.yaml"
+    path.write_text(f"extends: lxd\ncategories: [lxd, fleet, security]\nhost: {{containers: 3}}\n"
+                    f"lxd: {{network: {lxd_host.bridge}, memory_limit: {MEMORY}}}\nfleet: {{pattern: 'nothing-lxc-*'}}\n")
+    return path
+
+
+def _audit(suite, lxd_host, profile) -> dict[str, dict]:
+    result = suite.run(f"--profile={profile}", env={"LXD_DIR": str(lxd_host.folder)}, timeout=300)
+    assert result.returncode in (0, 1), result.stdout[-3000:] + result.stderr[-2000:]
+    return {c["id"]: c for c in suite.results(profile.stem)["checks"]}
+
+
+def _failed(checks: dict[str, dict]) -> set[str]:
+    return {i for i, c in checks.items() if c["outcome"] == "failed"}
+
+
+def _fault(lxd_host, undo: list, *args: str, revert: tuple[str, ...]) -> None:
+    undo.append(revert)
+    lxd_host.lxc(*args)
+
+
+@pytest.fixture
+def undo(lxd_host):
+    steps: list[tuple[str, ...]] = []
+    yield steps
+    for step in reversed(steps):
+        lxd_host.lxc(*step, check=False)
+
+
+def test_a_clean_lxd_host_passes(suite, lxd_host, profile):
+    checks = _audit(suite, lxd_host, profile)
+    assert _failed(checks) == set()
+    for name in INSTANCES:
+        assert checks[f"fleet.lxd_memory_limit.{name}"]["outcome"] == "passed"
+        assert checks[f"security.lxd_privileged.{name}"]["outcome"] == "passed"
+    assert checks["lxd.dhcp_exchange"]["outcome"] == "passed"
+    assert lxd_host.bridge in checks["lxd.network"]["actual"]
+    assert checks["fleet.lxd_address.t1"]["actual"].startswith(str(lxd_host.subnet)[:4])
+    assert checks["lxd.warnings"]["outcome"] in ("passed", "warned")
+
+
+@pytest.mark.parametrize("fault, revert, expected", [
+    (("network", "set", "{bridge}", "ipv4.address", "none"), ("network", "set", "{bridge}", "ipv4.address", "{address}"),
+     {"lxd.network_ipv4"}),
+    (("network", "set", "{bridge}", "ipv4.dhcp.ranges", "{first}-{second}"), ("network", "unset", "{bridge}", "ipv4.dhcp.ranges"),
+     {"lxd.dhcp_range"}),
+    (("config", "set", "t3", "volatile.eth0.hwaddr", "{t2_mac}"), ("config", "set", "t3", "volatile.eth0.hwaddr", "{t3_mac}"),
+     {"fleet.lxd_mac.t2", "fleet.lxd_mac.t3"}),
+    (("config", "set", "t2", "security.privileged", "true"), ("config", "unset", "t2", "security.privileged"),
+     {"security.lxd_privileged.t2"}),
+    (("config", "set", "t2", "raw.idmap", "both 1000 1000"), ("config", "unset", "t2", "raw.idmap"),
+     {"security.lxd_raw_idmap.t2"}),
+    (("config", "device", "add", "t2", "hostetc", "disk", "source=/etc", "path=/mnt/etc"),
+     ("config", "device", "remove", "t2", "hostetc"), {"security.lxd_disks.t2"}),
+    (("config", "unset", "t3", "limits.memory"), ("config", "set", "t3", "limits.memory", MEMORY),
+     {"fleet.lxd_memory_limit.t3"}),
+    (("config", "set", "t3", "raw.lxc", "lxc.cap.drop ="), ("config", "unset", "t3", "raw.lxc"),
+     {"security.lxd_raw.t3"}),
+], ids=["no-ipv4", "small-dhcp-range", "shared-mac", "privileged", "raw-idmap", "host-etc", "no-memory-limit", "raw-lxc"])
+def test_each_fault_fails_exactly_its_check(suite, lxd_host, profile, undo, fault, revert, expected):
+    server = LxdServer.read(lxd_host.socket)
+    macs = {i.name: i.hwaddrs.get("eth0", "") for i in server.instances}
+    subnet = lxd_host.subnet
+    values = {"bridge": lxd_host.bridge, "address": f"{subnet.network_address + 1}/{subnet.prefixlen}",
+              "first": str(subnet.network_address + 10), "second": str(subnet.network_address + 11),
+              "t2_mac": macs["t2"], "t3_mac": macs["t3"]}
+    _fault(lxd_host, undo, *(part.format(**values) for part in fault), revert=tuple(part.format(**values) for part in revert))
+    checks = _audit(suite, lxd_host, profile)
+    assert _failed(checks) == expected, {i: checks[i]["message"] for i in _failed(checks)}
+    if "lxd.network_ipv4" in expected:  # what needs an address is blocked, not failed
+        assert checks["lxd.dhcp_exchange"]["outcome"] == "skipped"
+        assert "lxd.network_ipv4" in checks["lxd.dhcp_exchange"]["message"]
+
+
+def test_the_suite_only_reads_the_server(lxd_host, monkeypatch):
+    methods = []
+    send = requests.adapters.HTTPAdapter.send
+    monkeypatch.setattr(requests.adapters.HTTPAdapter, "send",
+                        lambda self, request, *a, **k: methods.append(request.method) or send(self, request, *a, **k))
+    server = LxdServer.read(lxd_host.socket)
+    assert len(server.instances) == 3 and set(methods) == {"GET"}
+    api = ReadOnlyLxd(lxd_host.socket)
+    with pytest.raises(ReadOnlyRefused):
+        api._client.instances.create({"name": "t9", "source": {"type": "none"}}, wait=True)
+    assert set(methods) == {"GET"} and "t9" not in {i.name for i in LxdServer.read(lxd_host.socket).instances}
+
+
+def test_a_stopped_daemon_is_one_failure_and_blocks_the_rest(suite, lxd_host, profile):
+    """Last: the daemon is gone for the rest of the module (the fixture's teardown tolerates it)."""
+    subprocess.run(["lxd", "shutdown", "--timeout=30"], env=lxd_host.env, capture_output=True, timeout=60)
+    started = time.monotonic()
+    checks = _audit(suite, lxd_host, profile)
+    assert time.monotonic() - started < 20
+    assert _failed(checks) == {"lxd.daemon"}
+    blocked = [c for i, c in checks.items() if i.startswith("lxd.") and i != "lxd.daemon"]
+    assert blocked and all(c["outcome"] == "skipped" and "lxd.daemon" in c["message"] for c in blocked)
