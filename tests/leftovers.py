@@ -41,4 +41,18 @@ def run_leftovers(run_id: str) -> list[str]:
     if USERNET.is_file():
         found += [f"lxc-usernet {line}" for line in USERNET.read_text().splitlines() if line.startswith(f"lxcc-{short} ")]
     found += [f"pam_cgfs delegation of {run}" for run in delegating_runs() if run == short]
+    found += [f"lxd project {project} on {socket}" for socket, project in lxd_projects() if project == f"lxcc-{short}"]
+    return found
+
+
+def lxd_projects() -> list[tuple[Path, str]]:
+    """(socket, project) of every project on this host's LXD and on the suite's own daemons."""
+    from lxc_compliance.readers.lxd import ReadOnlyLxd, find_socket
+
+    found = []
+    for socket in filter(None, [find_socket(), *Path("/tmp").glob("lxc-compliance-*-lxd/unix.socket")]):
+        try:
+            found += [(socket, p["name"]) for p in ReadOnlyLxd(socket, timeout=5).get("projects", recursion=1)]
+        except Exception:  # a daemon going away while it is read
+            continue
     return found

@@ -133,6 +133,84 @@ def test_the_suite_only_reads_the_server(lxd_host, monkeypatch):
     assert set(methods) == {"GET"} and "t9" not in {i.name for i in LxdServer.read(lxd_host.socket).instances}
 
 
+def _server_state(socket) -> dict:
+    """What the as-found rule covers on an LXD server: instances, images, projects,
+    profiles, networks and the bridge's leases (read with GET only)."""
+    api = ReadOnlyLxd(socket)
+    networks = {n["name"]: n["config"] for n in api.get("networks", recursion=1) if n.get("managed")}
+    return {
+        "instances": sorted((i["project"], i["name"], i["status"]) for i in api.get("instances", recursion=1, **{"all-projects": "true"})),
+        "images": sorted((i["fingerprint"], tuple(sorted(a["name"] for a in i.get("aliases", [])))) for i in api.get("images", recursion=1)),
+        "projects": sorted(p["name"] for p in api.get("projects", recursion=1)),
+        "profiles": {p["name"]: (p["config"], p["devices"]) for p in api.get("profiles", recursion=1)},
+        "networks": networks,
+        "leases": {name: sorted((lease.get("hwaddr"), lease.get("address")) for lease in api.get(f"networks/{name}/leases") or []
+                                if lease.get("type") == "dynamic") for name in networks},
+    }
+
+
+def test_samples_launched_through_lxd_leave_the_server_as_found(suite, lxd_host, tmp_path):
+    profile = tmp_path / "lxd-samples.yaml"
+    profile.write_text(
+        f"extends: lxd\ncategories: [lxd, containers]\nhost: {{containers: 3}}\n"
+        f"lxd: {{network: {lxd_host.bridge}, memory_limit: {MEMORY}}}\n"
+        "containers: {engine: lxd, gold: lxcc-gold-bookworm, release: bookworm, build_gold: true, samples: 2,\n"
+        "  memory_limit: 256M, mac_prefix: '52:56', boot_budget_s: 30, boot_timeout_s: 90, ssh: {user: student}}\n")
+    before = _server_state(lxd_host.socket)
+    checks = _audit(suite, lxd_host, profile)
+    after = _server_state(lxd_host.socket)
+    assert _failed(checks) == set(), {i: checks[i]["message"] for i in _failed(checks)}
+    for index in ("s01", "s02"):
+        assert checks[f"containers.ssh_login.{index}"]["outcome"] == "passed"
+        assert checks[f"containers.memory_limit.{index}"]["actual"].startswith("268435456")
+        assert set(checks[f"containers.boot_time.{index}"]["metrics"]) == {"started_s", "running_s", "address_s", "sshd_s", "login_s"}
+    assert checks["containers.memory_enforced"]["outcome"] == "passed"
+    assert checks["containers.leases_released"]["outcome"] == "passed"
+    # The gold's image stays, cached under one alias (the only thing allowed to): nothing else changed.
+    cached = [image for image in after["images"] if "lxcc-gold-bookworm" in image[1]]
+    assert len(cached) == 1
+    assert {**after, "images": [i for i in after["images"] if i not in cached]} == before
+    run_id = suite.results(profile.stem)["run_id"]
+    assert run_leftovers(run_id) == []
+
+
+def test_a_killed_run_s_lxd_samples_are_removed_by_cleanup(lxd_host, tmp_path):
+    """SIGKILL while samples are launched: `pytest --cleanup` deletes its instances and its project."""
+    import os
+    import signal
+    import sys
+
+    from conftest import ROOT
+
+    profile = tmp_path / "lxd-killed.yaml"
+    profile.write_text(
+        f"extends: lxd\ncategories: [containers]\nhost: {{containers: 3}}\nlxd: {{network: {lxd_host.bridge}}}\n"
+        "containers: {engine: lxd, gold: lxcc-gold-bookworm, release: bookworm, build_gold: true, samples: 2,\n"
+        "  memory_limit: 256M, boot_timeout_s: 90, ssh: {user: student}}\n")
+    before = _server_state(lxd_host.socket)
+    env = {**os.environ, "LXD_DIR": str(lxd_host.folder)}
+    process = subprocess.Popen([sys.executable, "-m", "pytest", f"--profile={profile}", f"--report-dir={tmp_path}"],
+                               cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    api = ReadOnlyLxd(lxd_host.socket)
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline and process.poll() is None:
+        launched = [i for i in api.get("instances", recursion=1, **{"all-projects": "true"}) if i["project"].startswith("lxcc-")]
+        if launched:
+            break
+        time.sleep(0.2)
+    assert launched, "no sample instance appeared"
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait(30)
+    run_id = launched[0]["project"].removeprefix("lxcc-")
+    assert run_leftovers(run_id) != []
+    done = subprocess.run([sys.executable, "-m", "pytest", "--cleanup"], cwd=ROOT, env=env, capture_output=True,
+                          text=True, timeout=300)
+    assert f"removed lxd_project {lxd_host.socket}:lxcc-{run_id}" in done.stdout, done.stdout
+    assert run_leftovers(run_id) == []
+    after = _server_state(lxd_host.socket)
+    assert {**after, "images": before["images"]} == before
+
+
 def test_a_stopped_daemon_is_one_failure_and_blocks_the_rest(suite, lxd_host, profile):
     """Last: the daemon is gone for the rest of the module (the fixture's teardown tolerates it)."""
     subprocess.run(["lxd", "shutdown", "--timeout=30"], env=lxd_host.env, capture_output=True, timeout=60)

@@ -240,3 +240,18 @@ def test_catalogue_ids_are_unique_and_every_test_exists():
         assert check.id.startswith(f"{check.category}."), check.id
         module = importlib.import_module(f"checks.test_{check.category}")
         assert hasattr(module, check.test), f"{check.id}: no function {check.test} in {module.__name__}"
+
+
+def test_dnsmasq_as_lxd_starts_it_serves_its_range():
+    """LXD passes some values as the next argument (--dhcp-range 10.x.y.2,...), not after '='."""
+    from lxc_compliance.readers.dnsmasq import DnsmasqConfig
+
+    argv = ["dnsmasq", "--keep-in-foreground", "--strict-order", "--bind-interfaces", "--except-interface=lo",
+            "--pid-file=", "--no-ping", "--interface=lxdbr0", "--listen-address=10.1.2.1",
+            "--dhcp-leasefile=/var/lib/lxd/networks/lxdbr0/dnsmasq.leases", "--dhcp-range", "10.1.2.2,10.1.2.254,1h",
+            "-s", "lxd", "--interface-name", "_gateway.lxd,lxdbr0", "-S", "/lxd/",
+            "--conf-file=/var/lib/lxd/networks/lxdbr0/dnsmasq.raw", "-u", "nobody", "-g", "lxd"]
+    config = DnsmasqConfig.from_cmdline(argv, read=lambda path: "", listdir=lambda directory: [])
+    assert [(str(r.first), str(r.last), r.lease_time) for r in config.ranges] == [("10.1.2.2", "10.1.2.254", "1h")]
+    assert config.leasefile == "/var/lib/lxd/networks/lxdbr0/dnsmasq.leases"
+    assert config.interfaces == ["lxdbr0"]
