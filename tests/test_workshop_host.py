@@ -114,16 +114,27 @@ def _host_outcomes(suite, profile: Path) -> dict[str, str]:
 def _base_machine(state: HostState, user: str) -> None:
     """What a Debian host looks like before seed 000's steps: GRUB without the
     cgroup parameters; the user without subordinate ids (useradd grants them on
-    its own, the steps add them explicitly); ~/.local made private, as desktop
-    programs and pip create it."""
+    its own, the steps add them explicitly), and no other owner of seed 000's
+    range (Debian's lxd package, which the suite's tests install, gives root and
+    _lxd 100000:10000001; seed 000's host has no LXD); ~/.local made private, as
+    desktop programs and pip create it."""
     state.write("/etc/default/grub", 'GRUB_DEFAULT=0\nGRUB_CMDLINE_LINUX_DEFAULT="quiet"\nGRUB_CMDLINE_LINUX=""\n')
     for path in ("/etc/subuid", "/etc/subgid"):
         lines = Path(path).read_text().splitlines(keepends=True)
-        Path(path).write_text("".join(line for line in lines if not line.startswith(f"{user}:")))
+        state.write(path, "".join(line for line in lines if not line.startswith(f"{user}:") and not _in_seed_range(line)))
     for part in (".local", ".local/share"):
         path = home(user) / part
         path.mkdir(mode=0o700, exist_ok=True)
         path.chmod(0o700)
+
+
+def _in_seed_range(line: str) -> bool:
+    """Whether a subuid/subgid LINE overlaps seed 000's 100000:65536."""
+    parts = line.strip().split(":")
+    if len(parts) != 3 or not (parts[1].isdigit() and parts[2].isdigit()):
+        return False
+    start, count = int(parts[1]), int(parts[2])
+    return start < 100000 + 65536 and 100000 < start + count
 
 
 def _build(state: HostState, omit: str | None) -> Workshop:
