@@ -102,6 +102,15 @@ def test_subnet_overlap(check, lxd, lxd_plan, lxd_network, host_addresses, obser
     assert not others, f"{subnet} overlaps " + ", ".join(f"{name} ({network})" for name, network in others)
 
 
+def test_firewall(check, lxd, lxd_plan, lxd_network, host_firewall, observed):
+    dropping = host_firewall.dropping(lxd_plan.network)
+    observed.values = {"network": lxd_plan.network}
+    observed.expected = f"no rule or policy of the host's firewall dropping DHCP or forwarding on {lxd_plan.network}"
+    observed.actual = "; ".join(dropping) or f"nothing drops it (LXD's firewall driver: {lxd.firewall or '?'})"
+    observed.evidence = "\n".join(dropping)
+    assert not dropping, "; ".join(dropping)
+
+
 def test_dhcp_exchange(check, lxd, lxd_plan, lxd_network, lxd_dhcp_exchange, observed):
     lease = lxd_dhcp_exchange.lease
     subnet = lxd.subnet(lxd_plan.network)

@@ -255,3 +255,42 @@ def test_dnsmasq_as_lxd_starts_it_serves_its_range():
     assert [(str(r.first), str(r.last), r.lease_time) for r in config.ranges] == [("10.1.2.2", "10.1.2.254", "1h")]
     assert config.leasefile == "/var/lib/lxd/networks/lxdbr0/dnsmasq.leases"
     assert config.interfaces == ["lxdbr0"]
+
+
+def _chain(name, hook=None, policy=None):
+    chain = {"family": "ip", "table": "filter", "name": name}
+    return {"chain": {**chain, **({"hook": hook, "policy": policy} if hook else {})}}
+
+
+def _rule(chain, handle, *expressions):
+    return {"rule": {"family": "ip", "table": "filter", "chain": chain, "handle": handle, "expr": list(expressions)}}
+
+
+IIF = lambda name: {"match": {"op": "==", "left": {"meta": {"key": "iifname"}}, "right": name}}  # noqa: E731
+
+
+def test_docker_s_forward_drop_is_found_unless_docker_user_accepts_the_bridge():
+    from lxc_compliance.readers.firewall import Firewall
+
+    docker = [_chain("FORWARD", "forward", "drop"), _chain("DOCKER-USER"),
+              _rule("FORWARD", 1, {"jump": {"target": "DOCKER-USER"}}),
+              _rule("FORWARD", 2, IIF("docker0"), {"accept": None})]
+    found = Firewall({"nftables": docker}).dropping("lxdbr0")
+    assert found == ["nft ip filter FORWARD: policy drop on the forward hook, and no rule it reaches accepts lxdbr0"]
+    fixed = docker + [_rule("DOCKER-USER", 3, IIF("lxdbr0"), {"accept": None})]
+    assert Firewall({"nftables": fixed}).dropping("lxdbr0") == []
+    assert Firewall({"nftables": docker}).dropping("docker0") == []
+
+
+def test_an_input_drop_counts_only_where_it_can_match_a_dhcp_request():
+    from lxc_compliance.readers.firewall import Firewall
+
+    ssh = {"match": {"op": "==", "left": {"payload": {"protocol": "tcp", "field": "dport"}}, "right": 22}}
+    dhcp = {"match": {"op": "==", "left": {"payload": {"protocol": "udp", "field": "dport"}}, "right": 67}}
+    input_chain = _chain("INPUT", "input", "accept")
+    assert Firewall({"nftables": [input_chain, _rule("INPUT", 1, IIF("lxdbr0"), ssh, {"drop": None})]}).dropping("lxdbr0") == []
+    accepted_first = [input_chain, _rule("INPUT", 1, dhcp, {"accept": None}), _rule("INPUT", 2, {"drop": None})]
+    assert Firewall({"nftables": accepted_first}).dropping("lxdbr0") == []
+    dropped = [input_chain, _rule("INPUT", 1, IIF("lxdbr0"), dhcp, {"reject": None})]
+    assert Firewall({"nftables": dropped}).dropping("lxdbr0") == [
+        "nft ip filter INPUT (handle 1): rejects its DHCP requests (UDP 67) coming in on lxdbr0"]
