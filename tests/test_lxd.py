@@ -48,7 +48,8 @@ def lxd_host(lab_gold):
 def profile(tmp_path, lxd_host):
     path = tmp_path / "lxd-site.yaml"
     path.write_text(f"extends: lxd\ncategories: [lxd, fleet, security]\nhost: {{containers: 3}}\n"
-                    f"lxd: {{network: {lxd_host.bridge}, memory_limit: {MEMORY}}}\nfleet: {{pattern: 'nothing-lxc-*'}}\n")
+                    f"lxd: {{network: {lxd_host.bridge}, memory_limit: {MEMORY}}}\nfleet: {{pattern: 'nothing-lxc-*'}}\n"
+                    "containers: {samples: 0}\n")  # the audit alone: samples have a test of their own
     return path
 
 
@@ -120,6 +121,27 @@ def test_each_fault_fails_exactly_its_check(suite, lxd_host, profile, undo, faul
         assert "lxd.network_ipv4" in checks["lxd.dhcp_exchange"]["message"]
 
 
+@pytest.mark.parametrize("chain, rule", [
+    ("type filter hook input priority 0; policy accept;", "iifname {bridge} udp dport 67 drop"),
+    ("type filter hook forward priority 0; policy drop;", ""),
+], ids=["ufw-like-dhcp-drop", "docker-like-forward-drop"])
+def test_a_firewall_that_drops_on_the_bridge_is_one_failure(suite, lxd_host, profile, chain, rule):
+    """A table of the test's own (removed after): only lxd.firewall fails; the exchange it breaks is blocked."""
+    table = f"lxcct_{secrets.token_hex(3)}"
+    try:
+        subprocess.run(["nft", "add", "table", "inet", table], check=True, timeout=10)
+        subprocess.run(["nft", "add", "chain", "inet", table, "c", "{ " + chain + " }"], check=True, timeout=10)
+        if rule:
+            subprocess.run(["nft", "add", "rule", "inet", table, "c", *rule.format(bridge=lxd_host.bridge).split()],
+                           check=True, timeout=10)
+        checks = _audit(suite, lxd_host, profile)
+    finally:
+        subprocess.run(["nft", "delete", "table", "inet", table], capture_output=True, timeout=10)
+    assert _failed(checks) == {"lxd.firewall"}, {i: checks[i]["message"] for i in _failed(checks)}
+    assert f"inet {table} c" in checks["lxd.firewall"]["message"]
+    assert checks["lxd.dhcp_exchange"]["outcome"] == "skipped"
+
+
 def test_the_suite_only_reads_the_server(lxd_host, monkeypatch):
     methods = []
     send = requests.adapters.HTTPAdapter.send
@@ -131,6 +153,27 @@ def test_the_suite_only_reads_the_server(lxd_host, monkeypatch):
     with pytest.raises(ReadOnlyRefused):
         api._client.instances.create({"name": "t9", "source": {"type": "none"}}, wait=True)
     assert set(methods) == {"GET"} and "t9" not in {i.name for i in LxdServer.read(lxd_host.socket).instances}
+
+
+def test_the_samples_client_writes_only_into_its_own_project(lxd_host):
+    from lxc_compliance.lab.lxd_samples import ProjectLxd
+
+    before = _server_state(lxd_host.socket)
+    lxd = ProjectLxd(lxd_host.socket, "lxcc-0badc0de")
+    image = before["images"][0][0]
+    refused = {
+        "another project's deletion": lambda: lxd._client.api.projects["default"].delete(params={"project": lxd.project}),
+        "another project made": lambda: lxd._client.api.projects.post(json={"name": "elsewhere"}),
+        "an instance outside the project": lambda: lxd._client.api.instances.post(json={"name": "x", "source": {"type": "none"}}),
+        "a profile of the default project": lambda: lxd._client.api.profiles["default"].put(json={"config": {}}),
+        "an image that is not the suite's stale cache": lambda: lxd._client.api.images[image].delete(
+            params={"project": lxd.project}),
+    }
+    for what, request in refused.items():
+        with pytest.raises(ReadOnlyRefused):
+            request()
+            pytest.fail(f"{what} was sent")
+    assert _server_state(lxd_host.socket) == before
 
 
 def _server_state(socket) -> dict:
@@ -169,7 +212,11 @@ def test_samples_launched_through_lxd_leave_the_server_as_found(suite, lxd_host,
     # The gold's image stays, cached under one alias (the only thing allowed to): nothing else changed.
     cached = [image for image in after["images"] if "lxcc-gold-bookworm" in image[1]]
     assert len(cached) == 1
-    assert {**after, "images": [i for i in after["images"] if i not in cached]} == before
+
+    def without_cache(state):
+        return {**state, "images": [image for image in state["images"] if "lxcc-gold-bookworm" not in image[1]]}
+
+    assert without_cache(after) == without_cache(before)
     run_id = suite.results(profile.stem)["run_id"]
     assert run_leftovers(run_id) == []
 

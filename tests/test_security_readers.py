@@ -122,3 +122,13 @@ def test_an_unprivileged_container_is_denied_by_its_user_namespace():
 def test_nothing_to_try_is_absent_not_passed():
     report = _report(dict(_STOCK_PRIVILEGED, sysrq=[["open /proc/sysrq-trigger for writing", 2]]))
     assert report.finding("sysrq").verdict == "absent"
+
+
+def test_enosys_from_finit_module_is_a_denial_only_in_a_user_namespace():
+    """LXD's seccomp policy answers finit_module with errno 38 (ENOSYS), as a kernel
+    without module loading does: in a user namespace the kernel would refuse it
+    anyway; in a privileged container nothing refused it."""
+    raw = dict(_STOCK_PRIVILEGED, module=[["finit_module(empty file)", 38]])
+    unprivileged = _report(raw, privileged=False).finding("module")
+    assert unprivileged.verdict == "denied" and "user namespace" in unprivileged.reason and "ENOSYS" in unprivileged.reason
+    assert _report(raw, privileged=True, config={"lxc.cap.drop": ""}).finding("module").verdict == "allowed"
