@@ -162,11 +162,11 @@ def test_the_samples_client_writes_only_into_its_own_project(lxd_host):
     lxd = ProjectLxd(lxd_host.socket, "lxcc-0badc0de")
     image = before["images"][0][0]
     refused = {
-        "another project's deletion": lambda: lxd._client.api.projects["default"].delete(params={"project": lxd.project}),
-        "another project made": lambda: lxd._client.api.projects.post(json={"name": "elsewhere"}),
-        "an instance outside the project": lambda: lxd._client.api.instances.post(json={"name": "x", "source": {"type": "none"}}),
-        "a profile of the default project": lambda: lxd._client.api.profiles["default"].put(json={"config": {}}),
-        "an image that is not the suite's stale cache": lambda: lxd._client.api.images[image].delete(
+        "another project's deletion": lambda: lxd.unscoped.api.projects["default"].delete(params={"project": lxd.project}),
+        "another project made": lambda: lxd.unscoped.api.projects.post(json={"name": "elsewhere"}),
+        "an instance outside the project": lambda: lxd.unscoped.api.instances.post(json={"name": "x", "source": {"type": "none"}}),
+        "a profile of the default project": lambda: lxd.unscoped.api.profiles["default"].put(json={"config": {}}),
+        "an image that is not the suite's stale cache": lambda: lxd.unscoped.api.images[image].delete(
             params={"project": lxd.project}),
     }
     for what, request in refused.items():
@@ -217,6 +217,11 @@ def test_samples_launched_through_lxd_leave_the_server_as_found(suite, lxd_host,
         return {**state, "images": [image for image in state["images"] if "lxcc-gold-bookworm" not in image[1]]}
 
     assert without_cache(after) == without_cache(before)
+    # The cache is an ordinary image of the default project: a plain launch of it works.
+    try:
+        lxd_host.lxc("init", "lxcc-gold-bookworm", "plain-from-cache")
+    finally:
+        lxd_host.lxc("delete", "--force", "plain-from-cache", check=False)
     run_id = suite.results(profile.stem)["run_id"]
     assert run_leftovers(run_id) == []
 
