@@ -14,7 +14,7 @@ import requests.adapters
 
 from hoststate import HostState
 from leftovers import run_leftovers
-from lxc_compliance.lab.lxd import LxdLab
+from lxc_compliance.lab.lxd import LxdLab, nft_table_exists
 from lxc_compliance.readers.lxd import LxdServer, ReadOnlyLxd, ReadOnlyRefused
 
 pytestmark = [pytest.mark.xdist_group("lxd"),
@@ -28,6 +28,7 @@ MEMORY = "256MB"
 @pytest.fixture(scope="module")
 def lxd_host(lab_gold):
     """The daemon, the gold as image lxcc-gold, t1 (running) t2 t3 (stopped), limits.memory on each."""
+    had_table = nft_table_exists()
     with HostState(), LxdLab(secrets.token_hex(4)) as lab:
         lab.import_image(lab_gold.rootfs, "lxcc-gold")
         for name in INSTANCES:
@@ -42,6 +43,7 @@ def lxd_host(lab_gold):
             time.sleep(0.5)
         yield lab
     assert run_leftovers(lab.run_id) == []
+    assert nft_table_exists() == had_table, "LXD's nftables table (inet lxd) was left behind"
 
 
 @pytest.fixture
