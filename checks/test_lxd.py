@@ -18,7 +18,7 @@ def test_daemon(check, lxd_read, lxd_plan, observed):
     observed.values = {"log": "/var/log/lxd/lxd.log"}
     reached = not isinstance(lxd_read, str)
     observed.actual = (f"{lxd_read.server_name} {lxd_read.version} on {lxd_read.socket} "
-                       f"(driver {lxd_read.info.get('environment', {}).get('driver', '?')}, firewall {lxd_read.firewall})"
+                       f"(driver {lxd_read.environment.get('driver', '?')}, firewall {lxd_read.firewall})"
                        if reached else lxd_read)
     assert reached, lxd_read
 
