@@ -88,6 +88,30 @@ def test_lab_main_job_passes_end_to_end(lab_gold, suite):
     assert run_leftovers(document["run_id"]) == []
 
 
+def test_main_job_passes_from_a_cold_start(suite):
+    """A new user's first run has no cached gold: the run builds one (here under a name of
+    the test's own, so the other tests' gold is untouched), prepares it before any check
+    reads it, and passes. Read unprepared, containers.gold_clean failed every first run."""
+    gold = GoldImage(f"lxcc-gold-cold-{uuid.uuid4().hex[:6]}")
+    try:
+        result = suite.run("--profile=lab", f"--gold={gold.name}", "--samples=2", timeout=900)
+        assert result.returncode == 0, result.stdout[-3000:]
+        assert f"gold image {gold.name}: first build" in result.stderr + result.stdout
+        checks = {c["id"]: c for c in suite.results("lab")["checks"]}
+        assert checks["containers.gold_clean"]["outcome"] in ("passed", "warned"), checks["containers.gold_clean"]
+        assert "machine-id (empty)" in checks["containers.gold_clean"]["actual"]
+    finally:
+        gold.remove()
+
+
+def test_a_named_gold_that_is_not_there_is_a_usage_error(suite):
+    """Said in one line before any check runs, with the containers that are there."""
+    result = suite.run("--profile=lab", "--gold=no-such-gold", timeout=60)
+    assert result.returncode == 4, result.stdout + result.stderr
+    assert "--gold=no-such-gold: there is no container no-such-gold in /var/lib/lxc (there: " in result.stderr
+    assert "passed" not in result.stdout and "Traceback" not in result.stderr + result.stdout
+
+
 def test_memory_limit_that_differs_from_the_profile(test_gold, tmp_path, suite):
     config = test_gold.config_path
     config.write_text(config.read_text().replace("limit_in_bytes = 512M", "limit_in_bytes = 256M"))
