@@ -7,6 +7,7 @@ check matters. Nothing here starts or changes a container.
 
 import pytest
 
+from lxc_compliance.readers.cgroup_dialect import limit_lines
 from lxc_compliance.readers.lxd import size_in_bytes
 
 
@@ -33,24 +34,28 @@ def test_rootfs(check, loaded, observed):
     assert loaded.guest.present, f"{loaded.label}: {loaded.rootfs} is missing"
 
 
-def test_memory_limit(check, loaded, fleet_limits, observed):
-    found = loaded.effective.limit("memory")
-    _where(loaded, observed, expected=fleet_limits.memory_setting)
-    observed.expected = f"memory limit {fleet_limits.text(fleet_limits.memory)}"
-    observed.actual = f"memory limit {fleet_limits.text(found)}"
+def _limit(loaded, fleet_limits, cgroup_dialect, observed, which: str):
+    """The memory or memory+swap limit, in the dialect the host applies."""
+    wanted = fleet_limits.memory if which == "memory" else fleet_limits.memsw
+    found = loaded.applied_limit(which, cgroup_dialect)
+    line = limit_lines(cgroup_dialect.applied, fleet_limits.memory, fleet_limits.memsw).get(which)
+    _where(loaded, observed, expected=fleet_limits.text(wanted),
+           line=line or f"{cgroup_dialect.applied}.memory.* (with the memory limit)")
+    observed.expected = f"{found.name} {fleet_limits.text(wanted)}" + (f" ({line})" if line else "")
+    observed.actual = found.describe()
+    observed.evidence = found.evidence()
+    problem = found.problem(wanted, loaded.label)
+    assert problem is None, problem
+
+
+def test_memory_limit(check, loaded, fleet_limits, cgroup_dialect, observed):
     if fleet_limits.memory is None:
         pytest.skip("the profile sets no memory limit (containers.memory_limit)")
-    assert found == fleet_limits.memory, (f"{loaded.label}'s memory limit is {fleet_limits.text(found)}, the event "
-                                          f"plans {fleet_limits.text(fleet_limits.memory)}")
+    _limit(loaded, fleet_limits, cgroup_dialect, observed, "memory")
 
 
-def test_memsw_limit(check, loaded, fleet_limits, observed):
-    found = loaded.effective.limit("memsw")
-    _where(loaded, observed, expected=fleet_limits.memsw_setting)
-    observed.expected = f"memory+swap limit {fleet_limits.text(fleet_limits.memsw)}"
-    observed.actual = f"memory+swap limit {fleet_limits.text(found)}"
-    assert found == fleet_limits.memsw, (f"{loaded.label}'s memory+swap limit is {fleet_limits.text(found)}, the "
-                                         f"event plans {fleet_limits.text(fleet_limits.memsw)}")
+def test_memsw_limit(check, loaded, fleet_limits, cgroup_dialect, observed):
+    _limit(loaded, fleet_limits, cgroup_dialect, observed, "memsw")
 
 
 def test_network(check, loaded, fleet_network, observed):

@@ -8,6 +8,8 @@ import pytest
 
 from lxc_compliance.readers import host as host_facts
 from lxc_compliance.readers import tuning
+from lxc_compliance.readers.cgroup_dialect import applied_limit, limit_lines
+from lxc_compliance.readers.formats import parse_size
 from lxc_compliance.readers.host import KernelCommandLine, MemoryAccounting
 
 
@@ -96,6 +98,25 @@ def test_grub_cmdline(check, host, profile, observed):
     assert not missing, f"GRUB does not pass {' '.join(missing)}"
 
 
+def test_memory_controller(check, cgroups, observed):
+    problem = cgroups.controller_problem("memory")
+    observed.expected = ("memory in cgroup2's cgroup.controllers at /sys/fs/cgroup" if cgroups.layout == "unified"
+                         else "a cgroup v1 hierarchy with the memory controller")
+    observed.actual = problem or ("memory offered at /sys/fs/cgroup" if cgroups.layout == "unified"
+                                  else f"memory at {cgroups.v1_hierarchy('memory').path}")
+    observed.evidence = cgroups.describe()
+    assert problem is None, f"memory limits cannot be enforced: {problem}"
+
+
+def test_cgroup_layout(check, cgroups, cgroup_dialect, observed):
+    observed.expected = "cgroup2 alone at /sys/fs/cgroup (unified)"
+    observed.actual = f"{cgroups.layout}: {cgroup_dialect.describe().removeprefix('this ' + cgroups.layout + ' host ')}"
+    observed.evidence = cgroups.describe()
+    assert cgroups.layout == "unified", (
+        f"this host boots the {cgroups.layout} cgroup layout, which systemd 256+ and LXC 7.0 no longer support: its "
+        f"containers' {cgroup_dialect.applied}.* limits stop applying when it moves to the unified layout")
+
+
 def test_swap_accounting(check, host, observed):
     accounting = MemoryAccounting(host)
     observed.expected = "memory.memsw.limit_in_bytes (cgroup v1) or memory.swap.max (v2) exists"
@@ -178,20 +199,31 @@ def test_lxc_path_traversable(check, lxc_user, observed):
     assert not blocked, f"not traversable by the container's root: {', '.join(blocked)}"
 
 
-def test_lxc_default(check, profile, default_config, observed):
+def test_lxc_default(check, profile, default_config, cgroup_dialect, observed):
     path, config = default_config
     expected = profile.setting(check.setting)
-    found = config.setting(check.lxc_key) if config else None
     shown = "\n".join(expected) if isinstance(expected, list) else str(expected)
-    observed.expected = f"{check.lxc_key} = {shown}" if check.lxc_key not in ("memory", "memsw") else f"{check.lxc_key} limit {shown}"
-    observed.actual = f"{found}" if found is not None else f"not set in {path}"
-    entry = config.entry(check.lxc_key) if config else None
-    observed.evidence = entry.where() if entry else ("\n".join(e.where() for e in config.entries) if config else f"{path} does not exist")
     observed.values = {
         "expected": shown,
         "config": path,
         "expected_lines": "; ".join(f"'lxc.idmap = {line}'" for line in expected) if isinstance(expected, list) else shown,
     }
+    if check.lxc_key in ("memory", "memsw"):
+        memory, memsw = (parse_size(profile.setting(f"host.{k}_limit") or "") for k in ("memory", "memsw"))
+        line = limit_lines(cgroup_dialect.applied, memory, memsw).get(check.lxc_key)
+        observed.values["line"] = line or f"{cgroup_dialect.applied}.memory.* (with the memory limit)"
+        observed.expected = f"{check.lxc_key} limit {shown}" + (f" ({line})" if line else "")
+        assert config is not None, f"{path} does not exist"
+        found = applied_limit(config.entries, check.lxc_key, cgroup_dialect)
+        observed.actual, observed.evidence = found.describe(), found.evidence()
+        problem = found.problem(parse_size(shown), path)
+        assert problem is None, problem
+        return
+    found = config.setting(check.lxc_key) if config else None
+    observed.expected = f"{check.lxc_key} = {shown}"
+    observed.actual = f"{found}" if found is not None else f"not set in {path}"
+    entry = config.entry(check.lxc_key) if config else None
+    observed.evidence = entry.where() if entry else ("\n".join(e.where() for e in config.entries) if config else f"{path} does not exist")
     assert config is not None, f"{path} does not exist"
     assert config.matches(check.lxc_key, expected), f"{path} sets {found!r}, the profile wants {shown!r}"
 

@@ -201,14 +201,17 @@ def test_lxd_idmap_isolated(check, instance, observed):
         f"{instance.label} shares LXD's default id range with every other unprivileged instance")
 
 
-def test_lxd_raw(check, instance, observed):
+def test_lxd_raw(check, instance, cgroup_dialect, observed):
     raw = instance.raw_keys
     weakening = instance.raw_lxc_weakenings()
+    ignored = instance.raw_lxc_ignored(cgroup_dialect.applied)
     observed.values = {"instance": instance.label, "keys": " ".join(raw) or "raw.lxc"}
     observed.expected = "no raw.lxc, raw.apparmor or raw.seccomp (raw.idmap: security.lxd_raw_idmap)"
     observed.actual = ", ".join(raw) or "none"
     observed.evidence = "\n".join(f"{key}:\n{value}" for key, value in raw.items())
     assert not weakening, f"{instance.label}'s raw.lxc weakens it: " + "; ".join(weakening)
+    assert not ignored, (f"{instance.label}'s raw.lxc sets cgroup lines LXC ignores here ('{cgroup_dialect.warning}'; "
+                         f"{cgroup_dialect.describe()}): " + "; ".join(ignored))
     review = [key for key in raw if key != "raw.idmap"]
     if review:
         observed.warn_only = "raw settings bypass LXD's own checks: review them (the evidence holds each)"

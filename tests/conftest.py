@@ -83,18 +83,27 @@ def run_real_script(script: str, config: Path) -> list[str]:
     return done.stdout.split("\n")[:-1]
 
 
+# This machine's cgroups as a unified host has them, for real, in a private mount namespace:
+# the v1 hierarchies unmounted there and cgroup2 mounted at /sys/fs/cgroup. The controllers
+# bound to v1 outside (memory, pids, cpu...) stay bound: its cgroup2 offers hugetlb alone,
+# as a unified host whose memory controller is not delegated. The host's mounts are untouched.
+UNIFIED_VIEW = ("unshare", "--mount", "--propagation", "private", "sh", "-c",
+                'umount -R /sys/fs/cgroup && mount -t cgroup2 none /sys/fs/cgroup && exec "$@"', "unified-view")
+
+
 class Suite:
     """Runs the compliance suite as a user would, in a subprocess."""
 
     def __init__(self, report_dir: Path) -> None:
         self.report_dir = report_dir
 
-    def run(self, *args: str, timeout: int = 300, env: dict | None = None, user: str | None = None
-            ) -> subprocess.CompletedProcess:
+    def run(self, *args: str, timeout: int = 300, env: dict | None = None, user: str | None = None,
+            prefix: tuple[str, ...] = ()) -> subprocess.CompletedProcess:
         """pytest ARGS in the project, with ENV added to the environment, as USER when given
         (through the system's python3 and the project's packages: the virtualenv's own
-        interpreter may live where other users cannot reach it)."""
-        python, project = [sys.executable], ROOT
+        interpreter may live where other users cannot reach it), behind PREFIX (a command
+        that ends by running its arguments, like UNIFIED_VIEW)."""
+        python, project = [*prefix, sys.executable], ROOT
         environment = {**os.environ, **(env or {})}
         if user is not None:
             python = ["runuser", "-u", user, "--", "/usr/bin/python3"]

@@ -14,13 +14,20 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT
+from conftest import ROOT, UNIFIED_VIEW
 from hostsnapshot import HostSnapshot
 
 from lab import COPIES
+from lxc_compliance.readers.cgroup_dialect import HostDialect, limit_lines
+from lxc_compliance.readers.cgroups import Cgroups
 
 
 def _audit(suite, folder: Path, seed_fleet, extra: str = "") -> dict[str, dict]:
+    return _audited(suite, folder, seed_fleet, extra)[0]
+
+
+def _audited(suite, folder: Path, seed_fleet, extra: str = "", select: str = "fleet", prefix: tuple = ()):
+    """(check id -> result, the results document) of the event's audit, run behind PREFIX."""
     network, user, _, _ = seed_fleet
     folder.mkdir(parents=True)
     profile = folder / "event.yaml"
@@ -29,11 +36,11 @@ def _audit(suite, folder: Path, seed_fleet, extra: str = "") -> dict[str, dict]:
         f"host: {{user: {user.name}}}\n"
         f"network:\n  bridge: {network.bridge}\n  subnet: {network.subnet}\n"
         f"containers:\n  gold: {user.gold.name}\n{extra}")
-    result = suite.run(f"--profile={profile}", "-m", "fleet", timeout=120)
+    result = suite.run(f"--profile={profile}", "-m", select, timeout=120, prefix=prefix)
     assert result.returncode in (0, 1), result.stdout[-3000:] + result.stderr[-2000:]
     document = suite.results("event")
     suite.report_dir.rename(folder / "reports")
-    return {c["id"]: c for c in document["checks"]}
+    return {c["id"]: c for c in document["checks"]}, document
 
 
 def _failed(checks: dict[str, dict]) -> list[str]:
@@ -65,6 +72,8 @@ def _faults(seed_fleet) -> dict:
 
     usernet = Path("/etc/lxc/lxc-usernet")
     return {
+        "limits written in the cgroup dialect this host ignores": (
+            _edited(config("pc5"), _in_the_ignored_dialect), ["fleet.memory_limit.pc5", "fleet.memsw_limit.pc5"]),
         "duplicate MAC": (_edited(config("pc3"), lambda text: text.replace(mac_of("pc3"), mac_of("pc2"))),
                           ["fleet.mac.pc2", "fleet.mac.pc3"]),
         "duplicate address": (address("pc4", base + 5), ["fleet.address.pc4", "fleet.address.pc5"]),
@@ -100,6 +109,23 @@ def _faults(seed_fleet) -> dict:
     }
 
 
+HOST_DIALECT = HostDialect(Cgroups.live().layout)
+
+
+def _in_the_dialect(dialect: str):
+    """A change that rewrites a config's 512M / 1G limits in DIALECT ('lxc.cgroup2':
+    lxc.cgroup2.memory.max = 512M, lxc.cgroup2.memory.swap.max = 512M)."""
+    def change(text: str) -> str:
+        kept = [line for line in text.splitlines() if not line.startswith(("lxc.cgroup.memory", "lxc.cgroup2.memory"))]
+        assert len(kept) == len(text.splitlines()) - 2, "the copy's config carries both limits"
+        return "\n".join(kept + list(limit_lines(dialect, 512 << 20, 1 << 30).values())) + "\n"
+    return change
+
+
+# On this hybrid machine: lxc.cgroup2.memory.max = 512M, lxc.cgroup2.memory.swap.max = 512M.
+_in_the_ignored_dialect = _in_the_dialect(HOST_DIALECT.ignored)
+
+
 @contextlib.contextmanager
 def _both(first, second):
     with first, second:
@@ -132,6 +158,59 @@ def test_each_fleet_fault_fails_its_check_for_its_container(seed_fleet, tmp_path
     with _edited(user.gold.lxc.path / "pc4" / "config", lambda text: text + "lxc.net.0.mtu = 1400\n"):
         checks = _audit(suite, tmp_path / "uniform", seed_fleet, "fleet: {pattern: 'pc*', uniform: true}\n")
     assert _failed(checks) == ["fleet.drift.pc4"]
+
+
+def test_a_running_copy_whose_limits_lxc_ignores_fails_with_its_cgroup_as_evidence(seed_fleet, tmp_path, suite):
+    """The false pass this guards against, for real: a copy whose limits are written in the
+    dialect the host ignores starts, LXC logs its warning, its cgroup holds no limit, and the
+    audit fails both limits naming the line that applies here and the cgroup's own value."""
+    network, user, _, _ = seed_fleet
+    lxc = user.gold.lxc
+    log = Path(lxc.path).parent / "pc5-start.log"
+    with _edited(lxc.path / "pc5" / "config", _in_the_ignored_dialect):
+        try:
+            lxc.as_owner("lxc-start", "-n", "pc5", "-l", "WARN", "-o", str(log), timeout=120)
+            checks = _audit(suite, tmp_path / "running", seed_fleet)
+            cgroup_file = "memory.limit_in_bytes" if HOST_DIALECT.applied == "lxc.cgroup" else "memory.max"
+            raw = lxc.query("lxc-cgroup", "-n", "pc5", cgroup_file).stdout.strip()
+        finally:
+            lxc.as_owner("lxc-stop", "-n", "pc5", "-k", timeout=60, check=False)
+    assert HOST_DIALECT.warning in log.read_text(), log.read_text()[-2000:]
+    assert raw in ("max", "9223372036854771712"), f"LXC applied the ignored dialect's limit: {cgroup_file} = {raw}"
+    assert _failed(checks) == ["fleet.memory_limit.pc5", "fleet.memsw_limit.pc5"], {i: checks[i]["message"] for i in _failed(checks)}
+    memory = checks["fleet.memory_limit.pc5"]
+    applied_line = limit_lines(HOST_DIALECT.applied, 512 << 20, 1 << 30)["memory"]
+    assert f"(here: {applied_line})" in memory["message"], memory["message"]
+    assert HOST_DIALECT.warning in memory["message"]
+    assert f"running: {cgroup_file} = {raw} (no limit)" in memory["actual"], memory["actual"]
+    assert applied_line in memory["remediation"]
+    assert checks["fleet.memory_limit.pc4"]["outcome"] == "passed"
+
+
+def test_a_unified_host_without_its_memory_controller_ignores_the_seed_limits(seed_fleet, tmp_path, suite):
+    """The workshop recipe's lxc.cgroup.memory.* limits on a unified host (this machine's cgroups
+    seen as one, for real): the host cannot enforce memory limits (the root cause, first), and
+    every copy's v1 limits are ignored, each naming the line that would apply there."""
+    network, user, copies, _ = seed_fleet
+    checks, document = _audited(suite, tmp_path / "unified", seed_fleet, select="fleet or host", prefix=UNIFIED_VIEW)
+    assert checks["host.memory_controller"]["outcome"] == "failed"
+    assert "offers hugetlb, not memory" in checks["host.memory_controller"]["message"]
+    assert checks["host.swap_accounting"]["blocked_by"] == "host.memory_controller"
+    assert checks["host.cgroup_layout"]["outcome"] == "passed"
+    for name in copies:
+        memory = checks[f"fleet.memory_limit.{name}"]
+        assert memory["outcome"] == "failed", memory
+        assert "(here: lxc.cgroup2.memory.max = 512M)" in memory["message"], memory["message"]
+        assert "Ignoring legacy cgroup limits on pure cgroup2 system" in memory["message"]
+        assert "(here: lxc.cgroup2.memory.swap.max = 512M)" in checks[f"fleet.memsw_limit.{name}"]["message"]
+    causes = [cause["id"] for cause in document["root_causes"]]
+    assert causes[0] == "host.memory_controller", causes
+    # Written as a unified host applies them, the limits pass there.
+    with contextlib.ExitStack() as stack:
+        for name in copies:
+            stack.enter_context(_edited(user.gold.lxc.path / name / "config", _in_the_dialect("lxc.cgroup2")))
+        checks, _ = _audited(suite, tmp_path / "unified-fixed", seed_fleet, select="fleet or host", prefix=UNIFIED_VIEW)
+    assert {checks[f"fleet.{kind}.{name}"]["outcome"] for kind in ("memory_limit", "memsw_limit") for name in copies} == {"passed"}
 
 
 def test_start_fleet_starts_the_stopped_ones_and_leaves_the_rest_as_found(seed_fleet, lab_gold, tmp_path, suite):
