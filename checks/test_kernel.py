@@ -4,9 +4,10 @@ Each function asserts one kind of item; ``checks/kernel.yaml`` says which items
 (the ``check`` parameter) and how severe a miss is.
 """
 
+import pytest
 
 from lxc_compliance.readers.cgroups import cgroup_namespace_available
-from lxc_compliance.readers.kernel import KernelFeature, PrivilegedHelper
+from lxc_compliance.readers.kernel import KernelFeature, NamespaceLimit, PrivilegedHelper, UserNamespaceTrial
 
 
 def test_config_file(check, kernel_config, observed):
@@ -24,6 +25,36 @@ def test_config_option(check, kernel_config, modules, observed):
     observed.actual = feature.describe(modules)
     enabled = feature.enabled
     assert enabled, observed.actual
+
+
+def test_namespace_limit(check, target, profile, observed):
+    limit = NamespaceLimit.read(check.namespace_limit, target.access)
+    minimum = profile.sysctl_minimum(check.namespace_limit) or profile.containers
+    observed.expected = f"{check.namespace_limit} >= {minimum} (for {profile.containers} containers)"
+    observed.actual = limit.describe()
+    observed.values = {"minimum": minimum}
+    if limit.value is None:
+        pytest.skip(f"this kernel has no {limit.path}: it has no such namespace limit")
+    assert limit.value >= minimum, (f"{check.namespace_limit} is {limit.value}; {profile.containers} "
+                                    f"{'containers need' if profile.containers != 1 else 'container needs'} at least {minimum}")
+
+
+def test_userns_switch(check, target, observed):
+    found = target.access.read(check.sysctl_path)
+    observed.expected = f"{check.sysctl_path} = {check.wanted}, or no such switch"
+    observed.actual = f"{check.sysctl_path} = {found.decode().strip()}" if found is not None else f"no {check.sysctl_path}"
+    observed.values = {"wanted": check.wanted}
+    if found is None:
+        pytest.skip(f"this kernel has no {check.sysctl_path}: nothing to allow")
+    assert found.decode().strip() == check.wanted, f"{observed.actual}: unprivileged containers cannot start"
+
+
+def test_user_namespace_made(check, target, observed):
+    trial = UserNamespaceTrial.made_on(target.host)
+    observed.expected = "a user namespace made by an ordinary user (unshare --user --map-root-user)"
+    observed.actual = trial.describe()
+    observed.evidence = trial.evidence
+    assert trial.made, f"no user namespace: {trial.evidence or 'unshare failed'}"
 
 
 def test_uidmap_helper(check, target, observed):

@@ -74,13 +74,55 @@ def lxc_checkconfig() -> str:
     return path
 
 
+# Each lxc-checkconfig release the suite reproduces, from the Debian release that ships it.
+CHECKCONFIG_RELEASES = {"5.0": "bookworm", "6.0": "trixie"}
+
+
+def debian_package_file(suite: str, package: str, member: str) -> Path:
+    """MEMBER (a path inside the package) of Debian SUITE's PACKAGE, downloaded once with an apt
+    state of its own (the machine's sources, lists and installed packages are not touched)."""
+    out = CACHE / f"{suite}-{package}" / member.lstrip("/")
+    CACHE.mkdir(parents=True, exist_ok=True)
+    with open(CACHE / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if out.is_file():
+            return out
+        work = Path(tempfile.mkdtemp(dir=CACHE, prefix=".apt-"))
+        try:
+            (work / "sources").mkdir()
+            (work / "sources" / f"{suite}.sources").write_text(
+                f"Types: deb\nURIs: http://deb.debian.org/debian\nSuites: {suite}\nComponents: main\n"
+                "Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg\n")
+            apt = ["apt-get", "-qq", "-o", "Dir::Etc::SourceList=/dev/null", "-o", f"Dir::Etc::SourceParts={work}/sources",
+                   "-o", f"Dir::State::Lists={work}/lists", "-o", f"Dir::Cache={work}/cache",
+                   "-o", "Dir::State::status=/dev/null", "-o", "APT::Sandbox::User=root"]
+            (work / "lists" / "partial").mkdir(parents=True)
+            subprocess.run([*apt, "update"], check=True, capture_output=True, timeout=300)
+            subprocess.run([*apt, "download", package], cwd=work, check=True, capture_output=True, timeout=300)
+            deb = next(work.glob(f"{package}_*.deb"))
+            subprocess.run(["dpkg-deb", "-x", str(deb), str(work / "unpacked")], check=True, timeout=120)
+            out.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(work / "unpacked" / member.lstrip("/"), out)
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+    return out
+
+
+@pytest.fixture(scope="session")
+def checkconfig_scripts() -> dict[str, Path]:
+    """Release ('5.0', '6.0') -> the real lxc-checkconfig of the Debian release that ships it."""
+    return {release: debian_package_file(suite, "lxc", "/usr/bin/lxc-checkconfig")
+            for release, suite in CHECKCONFIG_RELEASES.items()}
+
+
 def run_real_script(script: str, config: Path) -> list[str]:
-    """stdout lines of the real lxc-checkconfig for CONFIG (not a tty: no colours)."""
+    """stdout lines of the real lxc-checkconfig for CONFIG (not a tty: no colours), its own
+    path in the closing note written as where Debian installs it."""
     done = subprocess.run(
-        [script], env={**os.environ, "CONFIG": str(config)}, capture_output=True, text=True,
+        ["sh", str(script)], env={**os.environ, "CONFIG": str(config)}, capture_output=True, text=True,
         errors="replace", timeout=60,
     )
-    return done.stdout.split("\n")[:-1]
+    return done.stdout.replace(str(script), "/usr/bin/lxc-checkconfig").split("\n")[:-1]
 
 
 # This machine's cgroups as a unified host has them, for real, in a private mount namespace:

@@ -78,9 +78,10 @@ BAD_INPUTS = {
     "kernel-config-binary": BadInput(("--kernel-config={dir}/config",), 1, ("binary",), "kernel.config_file", {"config": SYNTHETIC["binary-garbage"]}),
     "kernel-config-truncated-gzip": BadInput(("--kernel-config={dir}/config.gz",), 1, ("damaged gzip",), "kernel.config_file", {"config.gz": SYNTHETIC["gzip-truncated"]}),
     # The host: what is missing is named by the check that needs it.
+    # A gold that is not there is said before anything runs, with what is there.
     "gold-container-missing": BadInput(
-        ("--profile={dir}/nogold.yaml", "--samples=1"), 1, ("there is no gold container lxcct-nosuch-gold",),
-        "containers.running.s01", host_wide=True,
+        ("--profile={dir}/nogold.yaml", "--samples=1"), 4,
+        ("nogold: containers.gold: lxcct-nosuch-gold: there is no container lxcct-nosuch-gold in /var/lib/lxc (there: ",),
         files={"nogold.yaml": f"extends: {ROOT}/profiles/lab.yaml\ncategories: [containers]\n"
                               "containers: {gold: lxcct-nosuch-gold, build_gold: false, ssh: {user: s, password_env: HOME}}\n".encode()}),
     "bridge-missing": BadInput(

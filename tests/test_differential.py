@@ -1,9 +1,10 @@
-"""The suite against Debian's real /usr/bin/lxc-checkconfig, config by config.
+"""The suite against the real lxc-checkconfig of each LXC release it reproduces
+(5.0.2 from Debian 12's lxc package, 6.0.4 from Debian 13's), config by config.
 
-Two claims are tested on every synthetic and real Debian config:
+Two claims are tested on every synthetic and real Debian config, for each release:
 1. the in-process port prints exactly what the script prints, line for line;
-2. a suite run with --kernel-config gives every "Label: verdict" line of the
-   script to exactly one check's ``lxc_checkconfig`` field.
+2. a suite run with --kernel-config (and --checkconfig-version) gives every
+   "Label: verdict" line of the script to exactly one check's ``lxc_checkconfig`` field.
 """
 
 from __future__ import annotations
@@ -13,14 +14,25 @@ from pathlib import Path
 import pytest
 
 from configs import SYNTHETIC
-from conftest import run_real_script
+from conftest import CHECKCONFIG_RELEASES, run_real_script
 from lxc_compliance.readers import checkconfig
 from lxc_compliance.readers.lxc import local_lxc_version as _lxc_version
 
 
+@pytest.fixture(params=sorted(CHECKCONFIG_RELEASES), scope="module")
+def release(request) -> str:
+    """The lxc-checkconfig release under comparison ('5.0', '6.0')."""
+    return request.param
+
+
 @pytest.fixture(scope="module")
-def script_host() -> checkconfig.ScriptHost:
-    return checkconfig.ScriptHost.live(_lxc_version())
+def script(checkconfig_scripts, release) -> str:
+    return str(checkconfig_scripts[release])
+
+
+@pytest.fixture(scope="module")
+def script_host(release) -> checkconfig.ScriptHost:
+    return checkconfig.ScriptHost.live(_lxc_version(), release)
 
 
 @pytest.fixture(params=sorted(SYNTHETIC), scope="module")
@@ -36,8 +48,8 @@ def _agree_line_for_line(script: str, config: Path, host: checkconfig.ScriptHost
     assert emulated == real
 
 
-def _every_item_matched_once(script: str, config: Path, suite) -> dict:
-    result = suite.run(f"--kernel-config={config}", "-q")
+def _every_item_matched_once(script: str, config: Path, suite, release: str) -> dict:
+    result = suite.run(f"--kernel-config={config}", f"--checkconfig-version={release}", "-q")
     assert result.returncode in (0, 1), result.stdout + result.stderr
     document = suite.results()
     fields = [c["lxc_checkconfig"] for c in document["checks"] if c.get("lxc_checkconfig")]
@@ -50,28 +62,34 @@ def _every_item_matched_once(script: str, config: Path, suite) -> dict:
     return document
 
 
-def test_port_agrees_on_synthetic_configs(lxc_checkconfig, synthetic_config, script_host):
-    _agree_line_for_line(lxc_checkconfig, synthetic_config, script_host)
+def test_port_agrees_on_synthetic_configs(script, synthetic_config, script_host):
+    _agree_line_for_line(script, synthetic_config, script_host)
 
 
-def test_port_agrees_on_debian_configs(lxc_checkconfig, debian_configs, script_host):
+def test_port_agrees_on_debian_configs(script, debian_configs, script_host):
     for config in debian_configs:
-        _agree_line_for_line(lxc_checkconfig, config, script_host)
+        _agree_line_for_line(script, config, script_host)
 
 
-def test_port_agrees_on_the_running_kernel(lxc_checkconfig, script_host):
+def test_the_installed_script_is_the_one_its_release_ships(lxc_checkconfig, checkconfig_scripts):
+    """The port follows the installed LXC's script by default: that script is one of those compared here."""
+    release = checkconfig.ScriptHost.live(_lxc_version()).version.release
+    assert Path(lxc_checkconfig).read_bytes() == checkconfig_scripts[release].read_bytes()
+
+
+def test_port_agrees_on_the_running_kernel(script, script_host):
     located = checkconfig.run(script_host).config_path
     assert located is not None, "this host has no kernel config where lxc-checkconfig looks"
-    _agree_line_for_line(lxc_checkconfig, Path(located), script_host)
+    _agree_line_for_line(script, Path(located), script_host)
 
 
-def test_suite_carries_every_item_on_synthetic_configs(lxc_checkconfig, synthetic_config, suite):
-    _every_item_matched_once(lxc_checkconfig, synthetic_config, suite)
+def test_suite_carries_every_item_on_synthetic_configs(script, synthetic_config, suite, release):
+    _every_item_matched_once(script, synthetic_config, suite, release)
 
 
-def test_suite_carries_every_item_on_debian_configs(lxc_checkconfig, debian_configs, suite):
+def test_suite_carries_every_item_on_debian_configs(script, debian_configs, suite, release):
     for config in debian_configs:
-        document = _every_item_matched_once(lxc_checkconfig, config, suite)
+        document = _every_item_matched_once(script, config, suite, release)
         notes = [c["id"] for c in document["checks"] if "note" in c]
         assert notes == [], f"{config.name}: the suite and the script disagree on {notes}"
 
@@ -91,23 +109,36 @@ def _check(document: dict, check_id: str) -> dict:
         ("pipe-value", "kernel.veth", "Veth pair device: enabled", "warned", "CONFIG_VETH=|"),
     ],
 )
-def test_suite_is_right_where_the_script_is_wrong(
-    lxc_checkconfig, tmp_path, suite, name, check_id, script_line, outcome, reason
+def test_suite_is_right_where_the_5_0_script_is_wrong(
+    checkconfig_scripts, tmp_path, suite, name, check_id, script_line, outcome, reason
 ):
     config = tmp_path / name
     config.write_bytes(SYNTHETIC[name])
-    check = _check(_every_item_matched_once(lxc_checkconfig, config, suite), check_id)
+    check = _check(_every_item_matched_once(checkconfig_scripts["5.0"], config, suite, "5.0"), check_id)
     assert check["lxc_checkconfig"] == script_line
     assert check["outcome"] == outcome
     assert reason in check["note"]
 
 
-def test_old_kernels_get_the_items_the_script_skips(lxc_checkconfig, tmp_path, suite):
+def test_old_kernels_get_the_items_the_script_skips(script, tmp_path, suite, release):
     """A 2.6.32 config with the pre-2.6.35 header: the script assumes the latest
     kernel and skips /dev/pts; the suite knows the version and checks it."""
     config = tmp_path / "old"
     config.write_bytes(SYNTHETIC["2.6.32-old-header"])
-    document = _every_item_matched_once(lxc_checkconfig, config, suite)
+    document = _every_item_matched_once(script, config, suite, release)
     devpts = _check(document, "kernel.devpts_multiple_instances")
     assert devpts["lxc_checkconfig"] is None
     assert devpts["outcome"] == "passed"
+
+
+@pytest.mark.parametrize("name", ["2.6.32", "3.2"])
+def test_suite_is_right_where_the_6_0_script_is_wrong(checkconfig_scripts, tmp_path, suite, name):
+    """LXC 6.0's anchored grep looks for '^DEVPTS_MULTIPLE_INSTANCES=' (its item leaves out
+    CONFIG_): on every kernel before 4.7 it says 'missing' where the config has the option."""
+    config = tmp_path / name
+    config.write_bytes(SYNTHETIC[name])
+    devpts = _check(_every_item_matched_once(checkconfig_scripts["6.0"], config, suite, "6.0"),
+                    "kernel.devpts_multiple_instances")
+    assert devpts["lxc_checkconfig"] == "Multiple /dev/pts instances: missing"
+    assert devpts["outcome"] == "passed"
+    assert "leaves out CONFIG_" in devpts["note"], devpts.get("note")
