@@ -88,7 +88,7 @@ def test_seccomp_running(check, running_init, sample, observed):
 
 def test_capabilities(check, loaded, confinement, security_policy, observed):
     _unprivileged_config_run_privileged(loaded, confinement)
-    forbidden = security_policy.forbidden(confinement.privileged)
+    forbidden = security_policy.forbidden
     kept = sorted(confinement.capabilities & forbidden)
     _where(loaded, observed, forbidden=" ".join(sorted(forbidden)))
     observed.expected = f"none of {', '.join(sorted(forbidden))} kept"
@@ -102,7 +102,7 @@ def test_capabilities(check, loaded, confinement, security_policy, observed):
 
 def test_capabilities_running(check, running_init, sample, security_policy, observed):
     bounding = running_init.bounding_set
-    forbidden = security_policy.forbidden(sample.privileged)
+    forbidden = security_policy.forbidden
     kept = sorted(bounding & forbidden)
     observed.expected = f"none of {', '.join(sorted(forbidden))} in the init's bounding set"
     observed.actual = f"CapBnd keeps {', '.join(kept)}" if kept else f"CapBnd: {len(bounding)} capabilities, none forbidden"

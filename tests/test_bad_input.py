@@ -34,6 +34,10 @@ class BadInput:
     # Builds a lab network on the way: waits for the host-wide lock like every such test.
     host_wide: bool = False
 
+    @property
+    def unit(self) -> bool:
+        """Answered before anything is built or entered, as any user: part of the unit tier."""
+        return self.code == 4 and not self.host_wide and self.user is None and not self.without
 
 def _profile(text: str, *words: str) -> BadInput:
     return BadInput(("--profile={dir}/bad.yaml",), 4, ("bad.yaml", *words), files={"bad.yaml": text.encode()})
@@ -116,7 +120,8 @@ def test_the_table_covers_at_least_25_bad_inputs():
     assert len(BAD_INPUTS) >= 25
 
 
-@pytest.mark.parametrize("name", sorted(BAD_INPUTS))
+@pytest.mark.parametrize("name", [pytest.param(name, marks=[pytest.mark.unit] if BAD_INPUTS[name].unit else [])
+                                  for name in sorted(BAD_INPUTS)])
 def test_bad_input_gets_a_clear_answer(name, workdir):
     case = BAD_INPUTS[name]
     if case.user and sys.version_info[:2] != (3, 11):

@@ -460,3 +460,25 @@ def test_inotify_limit_of_a_workshop_host_is_named_before_any_sample_starts(work
     capacity = checks["containers.capacity"]["message"]
     assert "fs.inotify.max_user_instances=12 (0 in use) leaves room for about 2 containers" in capacity
     assert all(c["message"] == "not checked: containers.capacity failed" for i, c in checks.items() if i.startswith("containers.running."))
+
+
+def test_cleanup_removes_gold_caches_whose_source_is_gone(lab_gold, suite):
+    """The suite's copy of a site's gold (lxcc-gold-from-NAME, a full root filesystem) stays
+    while NAME exists, and --cleanup removes it, saying what it frees, once NAME is gone."""
+    source = GoldImage(f"lxcct-site-gold-{uuid.uuid4().hex[:6]}")
+    copy = None
+    try:
+        subprocess.run(["lxc-copy", "-n", lab_gold.name, "-N", source.name], check=True, capture_output=True, timeout=300)
+        copy = source.own_copy()
+        kept = suite.run("--cleanup", timeout=300)
+        assert kept.returncode == 0, kept.stdout + kept.stderr
+        assert copy.lxc.exists(copy.name) and copy.name not in kept.stdout
+        source.remove()
+        removed = suite.run("--cleanup", timeout=300)
+        assert removed.returncode == 0, removed.stdout + removed.stderr
+        assert f"removed the gold cache {copy.name}: its source {source.name} is gone; freed " in removed.stdout
+        assert not copy.lxc.exists(copy.name)
+    finally:
+        source.remove()
+        if copy is not None:
+            copy.remove()

@@ -17,6 +17,9 @@ import pytest
 from conftest import ROOT
 from configs import SYNTHETIC
 
+# The unit tier (./lxcc test --unit): no root, no container, no network.
+pytestmark = pytest.mark.unit
+
 LXCC = str(ROOT / "lxcc")
 
 
@@ -112,3 +115,25 @@ def test_sign_key_without_evidence_is_a_usage_error(tmp_path):
     done = subprocess.run([sys.executable, "-m", "pytest", "checks", f"--report-dir={tmp_path}",
                            "--sign-key=/nonexistent"], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert done.returncode == 4 and "--sign-key signs an evidence bundle" in done.stderr + done.stdout
+
+
+def test_a_bundle_repacked_with_tar_still_verifies(sealed, tmp_path):
+    """An auditor who unpacks a bundle and packs it again with tar -C DIR . gets ./-prefixed
+    member names: the same files, so it verifies."""
+    folder, bundle, key = sealed
+    unpacked = tmp_path / "unpacked"
+    unpacked.mkdir()
+    subprocess.run(["tar", "-xzf", str(bundle), "-C", str(unpacked)], check=True, timeout=60)
+    repacked = tmp_path / "repacked.tar.gz"
+    subprocess.run(["tar", "-czf", str(repacked), "-C", str(unpacked), "."], check=True, timeout=60)
+    done = _verify(repacked, "--allowed-signers", str(_allowed(folder, key)))
+    assert done.returncode == 0 and "verifies (hashes and signature)" in done.stdout, done.stdout + done.stderr
+
+
+@pytest.mark.parametrize("args", [("verify", "{dir}/no-such.tar.gz"), ("verify",), ("merge",),
+                                  ("merge", "{dir}/no-such.json"), ("verify", "{dir}/x.tar.gz", "--bogus")])
+def test_subcommands_say_a_usage_error_with_exit_4(tmp_path, args):
+    """One exit code table for every subcommand: 4 is a usage error or unreadable input (2 is an interrupt)."""
+    done = subprocess.run([LXCC, *(a.format(dir=tmp_path) for a in args)], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 4, done.stdout + done.stderr
+    assert "Traceback" not in done.stderr

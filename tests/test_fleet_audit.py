@@ -89,6 +89,7 @@ def _faults(seed_fleet) -> dict:
         "a hostname twice": (_edited(guest("pc6", "etc/hostname"), lambda text: "pc5\n"),
                              ["fleet.hostname.pc5", "fleet.hostname.pc6"]),
         "an extra config line": (_edited(config("pc4"), lambda text: text + "lxc.net.0.mtu = 1400\n"), []),
+        "an extra mount entry": (_edited(config("pc3"), lambda text: text + MOUNT_ENTRY), []),
         "one host key on two copies": (
             _edited(guest("pc2", "etc/ssh/ssh_host_ed25519_key.pub"),
                     lambda text: guest("pc1", "etc/ssh/ssh_host_ed25519_key.pub").read_text()),
@@ -110,6 +111,7 @@ def _faults(seed_fleet) -> dict:
 
 
 HOST_DIALECT = HostDialect(Cgroups.live().layout)
+MOUNT_ENTRY = "lxc.mount.entry = tmpfs run/scratch tmpfs size=64m,create=dir 0 0\n"
 
 
 def _in_the_dialect(dialect: str):
@@ -149,6 +151,9 @@ def test_each_fleet_fault_fails_its_check_for_its_container(seed_fleet, tmp_path
         if fault == "an extra config line":
             assert drifting == {"fleet.drift.pc4": "pc4 differs from the fleet: lxc.net.0.mtu = 1400 (5 of 6 have none)"}
             assert checks["fleet.drift.pc4"]["outcome"] == "warned"  # the workshop does not ask for uniformity
+        if fault == "an extra mount entry":
+            assert drifting == {"fleet.drift.pc3": f"pc3 differs from the fleet: lxc.mount.entry has in addition "
+                                                   f"'{MOUNT_ENTRY.split(' = ', 1)[1].strip()}' (5 of 6 have the other lines only)"}
         if fault == "a legacy lxc.network key":
             assert "lxc.network.type" in checks["fleet.config_loads.pc4"]["message"]
             assert checks["fleet.memory_limit.pc4"]["blocked_by"] == "fleet.config_loads.pc4"

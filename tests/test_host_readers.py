@@ -24,6 +24,9 @@ from lxc_compliance.readers.formats import (
 from lxc_compliance.plugin.run import Observation
 from lxc_compliance.model.profiles import load
 
+# The unit tier (./lxcc test --unit): no root, no container, no network.
+pytestmark = pytest.mark.unit
+
 CATALOG = Catalog.load()
 
 

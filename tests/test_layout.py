@@ -15,6 +15,9 @@ import pytest
 import lxc_compliance
 from conftest import ROOT
 
+# The unit tier (./lxcc test --unit): no root, no container, no network.
+pytestmark = pytest.mark.unit
+
 PACKAGE = Path(lxc_compliance.__file__).parent
 # Lower parts never import higher ones.
 LAYERS = ["model", "readers", "lab", "report", "plugin"]

@@ -17,6 +17,9 @@ from lxc_compliance.readers.kernel_config import KernelConfig, parse_version
 from lxc_compliance.readers.kernel import KernelFeature, PrivilegedHelper
 from lxc_compliance.model.yamlfile import YamlError, load_yaml
 
+# The unit tier (./lxcc test --unit): no root, no container, no network.
+pytestmark = pytest.mark.unit
+
 CATALOG = Catalog.load()
 HYBRID = Cgroups("cgroup /sys/fs/cgroup/freezer cgroup rw,freezer 0 0\ncgroup2 /sys/fs/cgroup/unified cgroup2 rw 0 0")
 

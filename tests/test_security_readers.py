@@ -3,8 +3,13 @@ with fakes of /proc/PID and /sys, and the capability arithmetic."""
 
 from __future__ import annotations
 
+import pytest
+
 from lxc_compliance.readers.security import (Confinement, RunningInit, apparmor_enabled, decode_capabilities,
                                              effective_capabilities)
+
+# The unit tier (./lxcc test --unit): no root, no container, no network.
+pytestmark = pytest.mark.unit
 
 
 def _proc(tmp_path, pid: int, status: str, label: str | None):
