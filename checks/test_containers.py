@@ -6,6 +6,8 @@
 
 import pytest
 
+from lxc_compliance.readers.cgroup_dialect import systemd_on_layout
+
 
 def _needs_running(sample):
     if sample.phases.running is None:
@@ -142,6 +144,16 @@ def test_gold_clean(check, gold_image, gold_rootfs, observed):
     observed.warn_only = "a copy of this gold presents the gold's SSH host keys (fleet.ssh_host_keys finds the copies)"
     assert not keys or regeneration, (f"the gold image {gold_image.name} holds SSH host keys and nothing makes new ones "
                                       "at first boot: every plain copy presents the same keys")
+
+
+def test_gold_systemd(check, gold_image, gold_rootfs, cgroups, observed):
+    verdict, why = systemd_on_layout(gold_rootfs.systemd_version, cgroups.layout)
+    observed.expected = "a systemd that supports this host's cgroup layout"
+    observed.actual = why
+    observed.evidence = cgroups.describe()
+    if verdict == "tainted":
+        observed.warn_only = "it boots here, tainted; the next systemd or a pure cgroup v1 host does not"
+    assert verdict == "ok", f"the gold image {gold_image.name}: {why}"
 
 
 def test_boot_time(check, sample, sample_index, boot_budget, observed):

@@ -288,3 +288,41 @@ def test_virtualization(check, host, observed):
     observed.actual = f"/dev/kvm {'present' if kvm else 'missing'}; CPU flags: {', '.join(flags) or 'none'}"
     assert flags, "the CPU does not offer hardware virtualization (or it is disabled in firmware)"
     assert kvm, "/dev/kvm is missing: the kvm module is not loaded"
+
+
+def _no_systemd(user_manager):
+    if not user_manager.systemd_host:
+        pytest.skip("systemd is not PID 1 here: pam_cgfs delegates the cgroups (host.pam_cgfs)")
+
+
+def test_user_delegation(check, profile, user_manager, observed):
+    _no_systemd(user_manager)
+    wanted = {c for c in profile.setting("host.pam_cgfs_controllers") or ["memory", "pids"] if c in ("memory", "pids", "cpu", "io", "cpuset")}
+    found = user_manager.delegated_controllers
+    missing = sorted(wanted - found) if found is not None else []
+    observed.expected = f"user@{user_manager.uid}.service delegates {', '.join(sorted(wanted))}"
+    observed.actual = f"Delegate: {'all controllers' if found is None else ' '.join(sorted(found)) or 'none'}"
+    observed.values = {"user": user_manager.user}
+    assert not missing, f"{user_manager.user}'s manager is not delegated {', '.join(missing)}: their containers get no {missing[0]} cgroup"
+
+
+def test_user_autostart_delegated(check, lxc_user, user_manager, observed):
+    _no_systemd(user_manager)
+    line = lxc_user.autostart_line
+    observed.expected = f"linger for {user_manager.user}, and lxc-autostart started through systemd-run --user --scope -p Delegate=yes"
+    observed.actual = f"linger {'on' if user_manager.lingering else 'off'}; crontab: {line or 'no @reboot lxc-autostart'}"
+    observed.values = {"user": user_manager.user}
+    assert user_manager.lingering, (f"{user_manager.user} does not linger: no manager of theirs runs at boot to give "
+                                    "the containers a delegated cgroup")
+    assert user_manager.starts_delegated(line), (f"'{line}' starts the containers in cron's cgroup, not "
+                                                 f"{user_manager.user}'s: they fail to start at boot on this unified host")
+
+
+def test_user_slice_tasks_max(check, profile, user_manager, observed):
+    _no_systemd(user_manager)
+    minimum = int(profile.setting("host.default_tasks_max"))
+    found = user_manager.slice_tasks_max
+    observed.expected = f"user-{user_manager.uid}.slice TasksMax >= {minimum}"
+    observed.actual = f"TasksMax={user_manager.slice_tasks_max_setting}" + (f" ({found} tasks)" if found is not None else " (unlimited)")
+    observed.values = {"uid": user_manager.uid, "minimum": minimum}
+    assert found is None or found >= minimum, f"{user_manager.user}'s slice allows {found} tasks; {minimum} are needed"

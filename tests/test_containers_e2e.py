@@ -15,6 +15,7 @@ import pytest
 
 from conftest import ROOT
 from lxc_compliance.lab.gold import GoldImage
+from lxc_compliance.readers.cgroups import Cgroups
 from hoststate import HostState
 from leftovers import run_leftovers
 
@@ -482,3 +483,20 @@ def test_cleanup_removes_gold_caches_whose_source_is_gone(lab_gold, suite):
         source.remove()
         if copy is not None:
             copy.remove()
+
+
+def test_the_lab_runs_a_debian_13_gold(suite, tmp_path):
+    """containers.release: trixie builds (once, then cached) and starts a Debian 13 gold as the
+    lab does bookworm's; what its systemd 257 makes of this host's layout is said, and on a
+    v1 or hybrid host it is what a sample really reports (Tainted: cgroupsv1)."""
+    profile = tmp_path / "trixie.yaml"
+    profile.write_text(f"extends: {ROOT / 'profiles' / 'lab.yaml'}\n"
+                       "containers: {gold: lxcc-gold-trixie, release: trixie, samples: 2}\n")
+    result = suite.run(f"--profile={profile}", timeout=900)
+    assert result.returncode == 0, result.stdout[-3000:]
+    checks = {c["id"]: c for c in suite.results("trixie")["checks"]}
+    assert checks["containers.ssh_login.s02"]["outcome"] == "passed"
+    systemd = checks["containers.gold_systemd"]
+    layout = Cgroups.live().layout
+    assert systemd["outcome"] == ("passed" if layout == "unified" else "warned"), systemd
+    assert "systemd 257" in systemd["actual"] and ("cgroupsv1" in systemd["actual"] or layout == "unified")

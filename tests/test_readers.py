@@ -187,6 +187,7 @@ def fake_helper(tmp_path, monkeypatch):
     return program
 
 
+@pytest.mark.needs_root  # chowns the fake helper to root
 def test_helper_setuid_root(fake_helper):
     assert not PrivilegedHelper.for_program("newuidmap").privileged
     fake_helper.chmod(0o4755)
@@ -195,6 +196,7 @@ def test_helper_setuid_root(fake_helper):
     assert "setuid-root" in helper.describe()
 
 
+@pytest.mark.needs_root  # sets a security.* extended attribute
 def test_helper_with_file_capability(fake_helper):
     # vfs_cap_data revision 2: magic, permitted (lo, hi), inheritable (lo, hi).
     os.setxattr(fake_helper, "security.capability", struct.pack("<IIIII", 0x02000001, 1 << 7, 0, 0, 0))
