@@ -29,7 +29,6 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-import conftest  # noqa: E402,F401  (the checkout's fixtures/ as lxc_compliance)
 from lxc_compliance.lab.gold import GoldImage  # noqa: E402
 from lxc_compliance.readers.denial import ProbeReport, host_disk  # noqa: E402
 from lxc_compliance.readers.lxc import ROOT_LXC  # noqa: E402
@@ -39,7 +38,7 @@ PREFIX = "lxcbench-dp"
 PLAIN = ('for name in {names}; do lxc-attach -n "$name" -- sh -c '
          '\'date -s "$(date)"; mknod /dev/.bench b {major} {minor} && head -c1 /dev/.bench; rm -f /dev/.bench; '
          'dmesg | head -1\' > /dev/null 2>&1; done; true')
-PROBES = ("import sys, time; sys.path.insert(0, {root!r}); import conftest; "
+PROBES = ("import sys, time; sys.path.insert(0, {root!r}); "
           "from lxc_compliance.readers.denial import ProbeReport; "
           "[ProbeReport.run({lxcpath!r}, name, True, None) for name in {names!r}]")
 

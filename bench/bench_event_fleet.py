@@ -29,7 +29,6 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-import conftest  # noqa: E402,F401  (the checkout's fixtures/ as lxc_compliance)
 from lxc_compliance.lab.gold import GoldImage  # noqa: E402
 from lxc_compliance.lab.network import LabNetwork  # noqa: E402
 from lxc_compliance.lab.samples import random_mac  # noqa: E402

@@ -25,10 +25,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-import conftest  # noqa: E402,F401  (the checkout's fixtures/ as lxc_compliance)
 
 from lxc_compliance.readers import checkconfig  # noqa: E402
-from lxc_compliance.plugin.session import lxc_version  # noqa: E402
+from lxc_compliance.readers.lxc import local_lxc_version as lxc_version  # noqa: E402
 
 
 def _timed(command: list[str], env: dict) -> float:

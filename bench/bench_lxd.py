@@ -40,7 +40,6 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-import conftest  # noqa: E402,F401  (the checkout's fixtures/ as lxc_compliance)
 from lxc_compliance.lab.gold import GoldImage  # noqa: E402
 from lxc_compliance.lab.lxd import LxdLab  # noqa: E402
 from measure import timed  # noqa: E402
@@ -96,7 +95,7 @@ def main() -> int:
             f"extends: lxd\ncategories: [containers]\nhost: {{containers: {options.samples}}}\n"
             f"lxd: {{network: {lab.bridge}}}\n"
             f"containers: {{samples: {options.samples}, concurrency: {options.samples}, boot_timeout_s: 90}}\n")
-        reads = ("import sys; sys.path.insert(0, %r); import conftest; from pathlib import Path; "
+        reads = ("import sys; sys.path.insert(0, %r); from pathlib import Path; "
                  "from lxc_compliance.readers.lxd import LxdServer; LxdServer.read(Path(%r))") % (str(ROOT), str(lab.socket))
         audit = [sys.executable, "-m", "pytest", f"--profile={profile}", "-m", "lxd or fleet or security",
                  f"--report-dir={scratch}/reports", "-q", "-p", "no:cacheprovider"]

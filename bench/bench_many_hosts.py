@@ -32,7 +32,6 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-import conftest  # noqa: E402,F401  (the checkout's fixtures/ as lxc_compliance)
 
 sys.path.insert(0, str(ROOT / "tests"))
 from lxc_compliance.lab.gold import GoldImage  # noqa: E402

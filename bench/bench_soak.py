@@ -27,7 +27,6 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
-import conftest  # noqa: E402,F401  (the checkout's fixtures/ as lxc_compliance)
 
 from measure import timed  # noqa: E402
 

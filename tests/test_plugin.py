@@ -72,7 +72,8 @@ def test_json_contract(tmp_path, suite):
     assert suite.run(f"--kernel-config={path}").returncode == 0
     document = suite.results()
     assert set(document) >= {"profile", "started", "duration_s", "host", "summary", "checks", "baseline", "waivers"}
-    assert set(document["host"]) == {"spec", "hostname", "distribution", "kernel_release", "lxc_version"}
+    assert set(document["host"]) == {"spec", "hostname", "distribution", "kernel_release", "lxc_version", "checkconfig",
+                                     "cgroup_layout", "cgroup_dialect"}
     assert [entry["hostname"] for entry in document["hosts"]] == [document["host"]["hostname"]]
     assert {check["host"] for check in document["checks"]} == {document["host"]["hostname"]}
     assert set(document["summary"]) == {"passed", "failed", "warned", "skipped", "waived", "known", "unreachable"}

@@ -1,4 +1,4 @@
-"""Unit tests of the readers under fixtures/: parsers, version gates, host views."""
+"""Unit tests of the readers (lxc_compliance.readers): parsers, version gates, host views."""
 
 from __future__ import annotations
 
