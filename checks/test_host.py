@@ -108,13 +108,16 @@ def test_memory_controller(check, cgroups, observed):
     assert problem is None, f"memory limits cannot be enforced: {problem}"
 
 
-def test_cgroup_layout(check, cgroups, cgroup_dialect, observed):
+def test_cgroup_layout(check, host, cgroups, cgroup_dialect, observed):
+    chosen = KernelCommandLine(host).layout_choices()
     observed.expected = "cgroup2 alone at /sys/fs/cgroup (unified)"
     observed.actual = f"{cgroups.layout}: {cgroup_dialect.describe().removeprefix('this ' + cgroups.layout + ' host ')}"
-    observed.evidence = cgroups.describe()
+    observed.evidence = "\n".join([cgroups.describe(), "kernel command line: " + (", ".join(chosen) or
+                                                                               "nothing chooses the layout")])
     assert cgroups.layout == "unified", (
-        f"this host boots the {cgroups.layout} cgroup layout, which systemd 256+ and LXC 7.0 no longer support: its "
-        f"containers' {cgroup_dialect.applied}.* limits stop applying when it moves to the unified layout")
+        f"this host boots the {cgroups.layout} cgroup layout" + (f" ({', '.join(chosen)})" if chosen else "")
+        + f", which systemd 256+ and LXC 7.0 no longer support: its containers' {cgroup_dialect.applied}.* limits "
+        "stop applying when it moves to the unified layout")
 
 
 def test_swap_accounting(check, host, observed):

@@ -128,3 +128,13 @@ def test_memory_bound_elsewhere_is_the_memory_controller_failure(recorded):
     recorded.files["/sys/fs/cgroup/cgroup.controllers"] = "cpuset cpu io hugetlb pids rdma misc\n"
     problem = Cgroups(recorded.files["/proc/self/mounts"], access=recorded).controller_problem("memory")
     assert problem and "not memory" in problem
+
+
+def test_a_layout_forced_back_to_v1_is_named(recorded):
+    """A unified-capable host booted with systemd.unified_cgroup_hierarchy=0 (hybrid): the warning names the parameter."""
+    recorded.files["/proc/cmdline"] = "root=/dev/vda1 systemd.unified_cgroup_hierarchy=0 quiet\n"
+    hybrid = ("cgroup2 /sys/fs/cgroup/unified cgroup2 rw 0 0\n"
+              "cgroup /sys/fs/cgroup/memory cgroup rw,memory 0 0\n")
+    cgroups = Cgroups(hybrid, access=recorded)
+    with pytest.raises(AssertionError, match=r"hybrid cgroup layout \(systemd.unified_cgroup_hierarchy=0 \(running\)\)"):
+        _check("host.cgroup_layout", recorded, cgroups, HostDialect(cgroups.layout))
