@@ -27,8 +27,11 @@ PACKAGES = ("lxc", "lxc-templates", "rsync", "python3-lxc", "python3-venv", "deb
 PROJECT = "/root/lxc-compliance"
 # The outer LXC (5.0) mounts no separate cpu and cpuacct hierarchies for a container unless
 # forced; the nested LXC cannot set up its cgroups without them (found on this machine).
+# /proc/sys stays read-only but for its own network: a privileged container's systemd-sysctl
+# would otherwise apply its release's sysctl.d to this machine (Debian 13's raised
+# fs.inotify.max_user_instances and vm.max_map_count here once).
 NESTING = ("lxc.include = /usr/share/lxc/config/nesting.conf\n"
-           "lxc.mount.auto = proc:rw sys:rw cgroup:rw:force\n"
+           "lxc.mount.auto = proc:mixed sys:mixed cgroup:rw:force\n"
            "lxc.apparmor.profile = unconfined\n")
 
 
@@ -75,6 +78,8 @@ class NestedHost:
         self.config.write_text("\n".join(lines) + "\nlxc.net.0.type = empty\n" + NESTING)
         # Its own lxc-net would want a NATed lxcbr0: the suite builds the bridges it needs.
         (self.rootfs / "etc/default/lxc-net").write_text('USE_LXC_BRIDGE="false"\n')
+        # Its sysctls are this machine's: systemd-sysctl must not apply the release's defaults.
+        (self.rootfs / "etc/systemd/system/systemd-sysctl.service").symlink_to("/dev/null")
         target = self.rootfs / PROJECT.lstrip("/")
         files = subprocess.run(["git", "ls-files", "-z"], cwd=ROOT, check=True, capture_output=True).stdout.split(b"\0")
         for name in filter(None, (f.decode() for f in files)):

@@ -8,11 +8,14 @@ upgraded with apt, and audited again against the first run's baseline.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from lab import LAB_GOLD, own_host_keys
 from lxc_compliance.lab.samples import random_mac
 from lxc_compliance.readers.lxc import LXC_PATH
+from hoststate import HostState
 from nested import NestedHost
 
 pytestmark = pytest.mark.xdist_group("host-state")
@@ -22,13 +25,30 @@ pytestmark = pytest.mark.xdist_group("host-state")
 CONTAINER_ONLY = {"host.neigh_gc_thresh2", "host.neigh_gc_thresh3"}
 
 
+# What a privileged container's systemd-sysctl once changed on this machine (Debian 13's
+# sysctl.d): the nested hosts must leave every one of them as it was.
+WATCHED_SYSCTLS = ("fs/inotify/max_user_instances", "fs/inotify/max_user_watches", "vm/max_map_count",
+                   "kernel/core_uses_pid", "kernel/pid_max", "fs/protected_regular", "fs/protected_fifos")
+
+
+def _sysctls() -> dict[str, str]:
+    return {key: (Path("/proc/sys") / key).read_text().strip() for key in WATCHED_SYSCTLS}
+
+
+@pytest.fixture(autouse=True)
+def _sysctls_as_found():
+    before = _sysctls()
+    yield
+    assert _sysctls() == before, "a nested host changed this machine's sysctls"
+
+
 def _failed(document: dict) -> set[str]:
     return {c["id"].rsplit(".s", 1)[0] if ".s0" in c["id"] else c["id"]
             for c in document["checks"] if c["outcome"] in ("failed", "error")}
 
 
 def test_debian_13_runs_the_profiles_and_a_nested_sample(lab_gold):
-    with NestedHost("trixie") as nested:
+    with HostState(), NestedHost("trixie") as nested:  # one host-changing test at a time
         nested.copy_container(LXC_PATH / LAB_GOLD)
         kernel = nested.lxcc("--profile=kernel", "-q")
         assert kernel.returncode == 0, kernel.stdout[-3000:]
@@ -66,7 +86,8 @@ checks:
 
 
 def test_the_upgrade_from_debian_12_to_13_is_gated(lab_gold):
-    with NestedHost("bookworm") as nested:
+    with HostState(), NestedHost("bookworm") as nested:
+        lab_gold.prepare("student", None, "512M", "1G")  # other runs prepare the shared gold with their own limits
         nested.copy_container(LXC_PATH / LAB_GOLD)
         for name in ("pc1", "pc2"):  # the recipe's copies: a MAC of the event's prefix, keys of their own
             done = nested.run(f"lxc-copy -n {LAB_GOLD} -N {name} && printf 'lxc.start.auto = 1\\nlxc.net.0.hwaddr = "

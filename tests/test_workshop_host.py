@@ -16,6 +16,7 @@ import pytest
 
 from conftest import ROOT
 from hoststate import HostState, home
+from lxc_compliance.readers.cgroups import Cgroups
 
 pytestmark = pytest.mark.xdist_group("host-state")
 
@@ -119,6 +120,7 @@ def _base_machine(state: HostState, user: str) -> None:
     _lxd 100000:10000001; seed 000's host has no LXD); ~/.local made private, as
     desktop programs and pip create it."""
     state.write("/etc/default/grub", 'GRUB_DEFAULT=0\nGRUB_CMDLINE_LINUX_DEFAULT="quiet"\nGRUB_CMDLINE_LINUX=""\n')
+    _stock_sysctls(state)
     for path in ("/etc/subuid", "/etc/subgid"):
         lines = Path(path).read_text().splitlines(keepends=True)
         state.write(path, "".join(line for line in lines if not line.startswith(f"{user}:") and not _in_seed_range(line)))
@@ -126,6 +128,17 @@ def _base_machine(state: HostState, user: str) -> None:
         path = home(user) / part
         path.mkdir(mode=0o700, exist_ok=True)
         path.chmod(0o700)
+
+
+# What Debian 12's kernel gives these before the recipe's steps: the tests set them rather than
+# take them from the machine (a package's sysctl.d, or an earlier run, may have raised them).
+STOCK_SYSCTLS = {"fs.inotify.max_user_instances": 128, "fs.aio-max-nr": 65536, "kernel.keys.maxkeys": 200,
+                 "kernel.keys.maxbytes": 20000}
+
+
+def _stock_sysctls(state: HostState) -> None:
+    for key, value in STOCK_SYSCTLS.items():
+        state.sysctl(key, value)
 
 
 def _in_seed_range(line: str) -> bool:
@@ -160,7 +173,9 @@ def test_workshop_host_passes_when_built_as_the_seed_says(state, tmp_path, suite
     workshop = _build(state, omit=None)
     outcomes = _host_outcomes(suite, _profile(tmp_path, workshop.user))
     not_passed = {i: o for i, o in outcomes.items() if o != "passed" and i not in UNCHECKABLE_HERE}
-    assert not_passed == {}
+    # The recipe's host boots whatever layout this machine has: a v1 or hybrid one is warned by design.
+    layout = {} if Cgroups.live().layout == "unified" else {"host.cgroup_layout": "warned"}
+    assert not_passed == layout
 
 
 @pytest.mark.parametrize("step", sorted(STEPS))
@@ -176,7 +191,8 @@ def test_leaving_out_one_step_fails_exactly_its_checks(step, state, tmp_path, su
 
 
 def test_stock_host_fails_what_seed_000_fixes(state, suite):
-    """This machine as it stands is not a workshop host; the profile must say so."""
+    """A Debian host as installed is not a workshop host; the profile must say so."""
+    _stock_sysctls(state)
     result = suite.run("--profile=workshop", "-m", "host")
     assert result.returncode == 1
     outcomes = {c["id"]: c["outcome"] for c in suite.results("workshop")["checks"]}
