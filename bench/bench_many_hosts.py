@@ -33,7 +33,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT / "tests" / "support"))
 from lxc_compliance.lab.gold import GoldImage  # noqa: E402
 from lxc_compliance.lab.network import LabNetwork  # noqa: E402
 from measure import timed  # noqa: E402

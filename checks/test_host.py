@@ -1,7 +1,7 @@
 """Host tuning and LXC configuration, against the profile's `host:` section.
 
-Facts come through testinfra's ``host`` (local by default, ``--hosts`` for
-another machine); ``checks/host.yaml`` says which items run and why.
+Facts come through the target's ``host`` (readers.machine: this machine by
+default, ``--hosts`` for another); ``checks/host.yaml`` says which items run and why.
 """
 
 import pytest
@@ -15,7 +15,7 @@ from lxc_compliance.readers.host import KernelCommandLine, MemoryAccounting
 
 def test_sysctl_minimum(check, host, profile, persisted_sysctls, observed):
     minimum = profile.sysctl_minimum(check.sysctl)
-    value = host_facts.sysctl_value(host, check.sysctl)
+    value = host.sysctl(check.sysctl)
     at_boot = persisted_sysctls.get(check.sysctl)
     boot_value = tuning.sysctl_number(at_boot.value) if at_boot else None
     observed.expected = f"{check.sysctl} >= {minimum} (for {profile.containers} containers), now and at boot"
@@ -234,7 +234,7 @@ def test_lxc_default(check, profile, default_config, cgroup_dialect, observed):
 def test_lxc_legacy_keys(check, host, target, lxc_user, observed):
     paths = ["/etc/lxc/default.conf"] + ([lxc_user.config_path] if lxc_user and lxc_user.exists else [])
     configs = {path: host_facts.lxc_config(host, path) for path in paths}
-    version = host_facts.version_tuple(target.lxc_version)
+    version = host_facts.version_of(target.lxc_version)
     legacy = [e for config in configs.values() if config for e in config.legacy_entries()]
     observed.expected = "only LXC 3+ keys (lxc.net.N.*, lxc.idmap, ...)"
     observed.actual = "; ".join(e.where() for e in legacy) or f"no legacy keys in {', '.join(p for p, c in configs.items() if c)}"
@@ -279,14 +279,14 @@ def test_minimum_version(check, target, profile, observed):
     observed.expected = f">= {minimum}"
     observed.actual = text or "not installed"
     observed.values = {"expected": minimum}
-    found = host_facts.version_tuple(text)
+    found = host_facts.version_of(text)
     assert found is not None, f"cannot tell the version ({observed.actual})"
-    assert found >= host_facts.version_tuple(minimum), f"{text} is older than {minimum}"
+    assert found >= host_facts.version_of(minimum), f"{text} is older than {minimum}"
 
 
 def test_virtualization(check, host, observed):
     flags = host_facts.cpu_virtualization(host)
-    kvm = host.file("/dev/kvm").exists
+    kvm = host.exists("/dev/kvm")
     observed.expected = "/dev/kvm and a CPU flag vmx or svm"
     observed.actual = f"/dev/kvm {'present' if kvm else 'missing'}; CPU flags: {', '.join(flags) or 'none'}"
     assert flags, "the CPU does not offer hardware virtualization (or it is disabled in firmware)"

@@ -28,7 +28,7 @@ def test_config_option(check, kernel_config, modules, observed):
 
 
 def test_namespace_limit(check, target, profile, observed):
-    limit = NamespaceLimit.read(check.namespace_limit, target.access)
+    limit = NamespaceLimit.read(check.namespace_limit, target.host)
     minimum = profile.sysctl_minimum(check.namespace_limit) or profile.containers
     observed.expected = f"{check.namespace_limit} >= {minimum} (for {profile.containers} containers)"
     observed.actual = limit.describe()
@@ -40,7 +40,7 @@ def test_namespace_limit(check, target, profile, observed):
 
 
 def test_userns_switch(check, target, observed):
-    found = target.access.read(check.sysctl_path)
+    found = target.host.read(check.sysctl_path)
     observed.expected = f"{check.sysctl_path} = {check.wanted}, or no such switch"
     observed.actual = f"{check.sysctl_path} = {found.decode().strip()}" if found is not None else f"no {check.sysctl_path}"
     observed.values = {"wanted": check.wanted}
@@ -58,14 +58,14 @@ def test_user_namespace_made(check, target, observed):
 
 
 def test_uidmap_helper(check, target, observed):
-    helper = PrivilegedHelper.for_program(check.program, target.access)
+    helper = PrivilegedHelper.for_program(check.program, target.host)
     observed.actual = helper.describe()
     assert helper.path is not None, f"{check.program} is not installed"
     assert helper.privileged, f"{helper.path} is neither setuid-root nor carries the capability it needs"
 
 
 def test_cgroup_namespace(check, target, observed):
-    available = cgroup_namespace_available(access=target.access)
+    available = cgroup_namespace_available(target.host)
     observed.actual = "/proc/self/ns/cgroup " + ("exists" if available else "is missing")
     assert available, "the running kernel has no cgroup namespace"
 

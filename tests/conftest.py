@@ -14,6 +14,10 @@ from pathlib import Path
 
 import pytest
 
+# The tiers: unit/ (no root, no container, no network: ./lxcc test --unit), real/ (real
+# LXC, dnsmasq, bridges, sshd, LXD), and support/ (the helpers both import by name).
+sys.path.insert(0, str(Path(__file__).resolve().parent / "support"))
+
 pytest_plugins = ["pytester", "lab"]
 
 ROOT = Path(__file__).resolve().parent.parent

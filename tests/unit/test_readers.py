@@ -8,6 +8,7 @@ import struct
 from pathlib import Path
 
 import pytest
+from recorded_host import RecordedHost
 
 from configs import SYNTHETIC
 from lxc_compliance.readers import checkconfig
@@ -147,14 +148,12 @@ def test_v1_hierarchy_is_found_by_option_not_by_path():
     assert odd.v1_hierarchy("memory") is None
 
 
-def test_cgroup_files_under_a_fake_root(tmp_path):
-    (tmp_path / "sys/fs/cgroup").mkdir(parents=True)
-    (tmp_path / "sys/fs/cgroup/cgroup.controllers").write_text("cpuset cpu io memory pids\n")
-    unified = Cgroups("cgroup2 /sys/fs/cgroup cgroup2 rw 0 0", root=str(tmp_path))
+def test_cgroup_files_of_a_recorded_host():
+    host = RecordedHost({"/sys/fs/cgroup/cgroup.controllers": "cpuset cpu io memory pids\n"})
+    unified = Cgroups("cgroup2 /sys/fs/cgroup cgroup2 rw 0 0", host)
     assert unified.v2_controllers() == {"cpuset", "cpu", "io", "memory", "pids"}
-    (tmp_path / "sys/fs/cgroup/cpu").mkdir()
-    (tmp_path / "sys/fs/cgroup/cpu/cgroup.clone_children").write_text("0\n")
-    legacy = Cgroups("cgroup /sys/fs/cgroup/cpu cgroup rw,cpu 0 0", root=str(tmp_path))
+    host.files["/sys/fs/cgroup/cpu/cgroup.clone_children"] = "0\n"
+    legacy = Cgroups("cgroup /sys/fs/cgroup/cpu cgroup rw,cpu 0 0", host)
     assert legacy.clone_children() == ["/sys/fs/cgroup/cpu"]
 
 

@@ -2,7 +2,7 @@
 
 With every step applied the workshop profile's host checks pass; with any one
 step left out, exactly the checks that step is about fail. All changes are
-undone afterwards (tests/hoststate.py). These tests change global host state,
+undone afterwards (tests/support/hoststate.py). These tests change global host state,
 so they share one xdist group and never run beside each other.
 """
 
@@ -278,7 +278,7 @@ def test_containers_started_from_cron_get_its_task_limit(state, tmp_path, suite)
 
 
 # sysctl -> the check that must fail when it is one below the workshop's minimum.
-# (user.max_user_namespaces is read-only in this sandbox: tests/test_host_readers.py.)
+# (user.max_user_namespaces is read-only in this sandbox: tests/unit/test_host_readers.py.)
 LOWERED = {
     "fs.inotify.max_user_watches": "host.inotify_watches",
     "kernel.pid_max": "host.pid_max",

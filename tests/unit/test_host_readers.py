@@ -1,12 +1,11 @@
 """Unit tests of the host file parsers, and of host checks in states this
-machine cannot be put in (a pending reboot, no swap accounting, KVM), with a
-fake testinfra host."""
+machine cannot be put in (a pending reboot, no swap accounting, KVM), on a
+recorded host."""
 
 from __future__ import annotations
 
-from types import SimpleNamespace
-
 import pytest
+from recorded_host import RecordedHost
 
 import checks.test_host as host_checks
 from lxc_compliance.model.catalog import Catalog
@@ -22,6 +21,7 @@ from lxc_compliance.readers.formats import (
     systemd_setting,
 )
 from lxc_compliance.plugin.run import Observation
+from lxc_compliance.readers.machine import Result
 from lxc_compliance.model.profiles import load
 
 # The unit tier (./lxcc test --unit): no root, no container, no network.
@@ -100,21 +100,7 @@ def test_profile_derives_sysctl_minimums():
 # --- checks in states this machine cannot reach ------------------------------
 
 
-class FakeHost:
-    """Just enough of testinfra's Host: files, the directories they are in, a command runner."""
-
-    def __init__(self, files: dict[str, str]) -> None:
-        self.files = files
-
-    def file(self, path: str):
-        exists = path in self.files
-        prefix = path.rstrip("/") + "/"
-        children = sorted({p[len(prefix):].split("/")[0] for p in self.files if p.startswith(prefix)})
-        return SimpleNamespace(exists=exists or bool(children), is_file=exists, is_directory=bool(children),
-                               listdir=lambda: children, content_string=self.files.get(path, ""))
-
-    def run(self, command: str, *args):
-        return SimpleNamespace(rc=0, stdout="")
+FakeHost = RecordedHost
 
 
 WORKSHOP = load("workshop", CATALOG)
@@ -166,17 +152,17 @@ def test_a_persisted_sysctl_below_the_minimum_fails_although_the_running_value_i
     assert observed.actual == "vm.max_map_count = 262144"
 
 
-class GrepHost(FakeHost):
-    """A fake host that answers the tuning readers' one command, `grep -Hn '' PATTERNS`."""
+class GrepHost(RecordedHost):
+    """A recorded host that answers the tuning readers' one command, `grep -Hn '' PATTERNS`."""
 
-    def run(self, command: str, *args):
+    def run(self, command: str, *args, timeout=None):
         import fnmatch
 
         patterns = command.removeprefix("grep -Hn '' ").removesuffix(" 2>/dev/null").split()
         out = [f"{path}:{number}:{line}" for pattern in patterns
                for path in sorted(p for p in self.files if fnmatch.fnmatch(p, pattern))
                for number, line in enumerate(self.files[path].splitlines(), start=1)]
-        return SimpleNamespace(rc=0, stdout="\n".join(out))
+        return Result(0, "\n".join(out))
 
 
 def test_sysctl_d_order_is_systemd_sysctls():

@@ -1,5 +1,5 @@
 """The unified-host checks on recorded states of a Debian 12 and a Debian 13 host as
-installed (tests/states/*.json: every file says where its facts come from), which this
+installed (tests/unit/states/*.json: every file says where its facts come from), which this
 machine (no systemd as PID 1, cgroup v1 controllers) cannot be put in; and one fault at a
 time, each failing its own check."""
 
@@ -19,6 +19,7 @@ from lxc_compliance.readers.cgroup_dialect import HostDialect, applied_limit
 from lxc_compliance.readers.cgroups import Cgroups
 from lxc_compliance.readers.formats import LxcConfig
 from lxc_compliance.readers.user_manager import UserManager
+from recorded_host import RecordedHost
 
 # The unit tier (./lxcc test --unit): no root, no container, no network.
 pytestmark = pytest.mark.unit
@@ -28,37 +29,11 @@ CATALOG = Catalog.load()
 WORKSHOP = load("workshop", CATALOG)
 
 
-class RecordedHost:
-    """testinfra's Host and the readers' access over a recorded state."""
-
-    def __init__(self, state: dict) -> None:
-        self.files, self.commands = dict(state["files"]), dict(state["commands"])
-
-    def file(self, path: str):
-        prefix = path.rstrip("/") + "/"
-        children = sorted({p[len(prefix):].split("/")[0] for p in self.files if p.startswith(prefix)})
-        exists = path in self.files
-        return SimpleNamespace(exists=exists or bool(children), is_file=exists, is_directory=bool(children),
-                               listdir=lambda: children, content_string=self.files.get(path, ""))
-
-    def run(self, command: str, *args):
-        command = command % tuple(args) if args else command
-        found = self.commands.get(command)
-        return SimpleNamespace(rc=0 if found is not None else 1, stdout=found or "", stderr="")
-
-    # readers.access's side, for Cgroups
-    def read(self, path: str) -> bytes | None:
-        return self.files[path].encode() if path in self.files else None
-
-    def is_file(self, path: str) -> bool:
-        return path in self.files
-
-
 @pytest.fixture(params=sorted(p.stem for p in STATES.glob("*.json")))
 def recorded(request) -> RecordedHost:
     state = json.loads((STATES / f"{request.param}.json").read_text())
     assert state["sources"], "a recorded state says where its facts come from"
-    return RecordedHost(state)
+    return RecordedHost(state["files"], state["commands"])
 
 
 def _check(check_id: str, *args):
@@ -70,7 +45,7 @@ def _manager(host) -> UserManager:
 
 
 def test_as_installed_the_memory_controller_and_the_delegation_pass(recorded):
-    cgroups = Cgroups(recorded.files["/proc/self/mounts"], access=recorded)
+    cgroups = Cgroups(recorded.files["/proc/self/mounts"], recorded)
     assert cgroups.layout == "unified" and cgroups.controller_problem("memory") is None
     assert HostDialect(cgroups.layout).applied == "lxc.cgroup2"
     _check("host.user_delegation", WORKSHOP, _manager(recorded))
@@ -79,7 +54,7 @@ def test_as_installed_the_memory_controller_and_the_delegation_pass(recorded):
 
 def test_the_recipe_limits_are_ignored_there(recorded):
     """The recipe's lxc.cgroup.memory.* lines set nothing on these hosts; its cgroup2 lines would."""
-    dialect = HostDialect(Cgroups(recorded.files["/proc/self/mounts"], access=recorded).layout)
+    dialect = HostDialect(Cgroups(recorded.files["/proc/self/mounts"], recorded).layout)
     recipe = LxcConfig.parse("lxc.cgroup.memory.limit_in_bytes = 512M\nlxc.cgroup.memory.memsw.limit_in_bytes = 1G\n", "pc1")
     found = applied_limit(recipe.entries, "memsw", dialect)
     assert found.configured is None
@@ -126,7 +101,7 @@ def test_a_small_user_slice_fails(recorded):
 
 def test_memory_bound_elsewhere_is_the_memory_controller_failure(recorded):
     recorded.files["/sys/fs/cgroup/cgroup.controllers"] = "cpuset cpu io hugetlb pids rdma misc\n"
-    problem = Cgroups(recorded.files["/proc/self/mounts"], access=recorded).controller_problem("memory")
+    problem = Cgroups(recorded.files["/proc/self/mounts"], recorded).controller_problem("memory")
     assert problem and "not memory" in problem
 
 
@@ -135,6 +110,6 @@ def test_a_layout_forced_back_to_v1_is_named(recorded):
     recorded.files["/proc/cmdline"] = "root=/dev/vda1 systemd.unified_cgroup_hierarchy=0 quiet\n"
     hybrid = ("cgroup2 /sys/fs/cgroup/unified cgroup2 rw 0 0\n"
               "cgroup /sys/fs/cgroup/memory cgroup rw,memory 0 0\n")
-    cgroups = Cgroups(hybrid, access=recorded)
+    cgroups = Cgroups(hybrid, recorded)
     with pytest.raises(AssertionError, match=r"hybrid cgroup layout \(systemd.unified_cgroup_hierarchy=0 \(running\)\)"):
         _check("host.cgroup_layout", recorded, cgroups, HostDialect(cgroups.layout))

@@ -293,14 +293,17 @@ def test_checksum_fill_rule_is_found(seed_network, tmp_path, suite):
 
 
 def test_the_ssh_readers_see_what_netlink_and_psutil_see(seed_network):
-    """The readers of another host's network (its own `ip -j`, `ss`, /proc and
-    dnsmasq's files, over ssh), pointed at this machine through testinfra's local
-    backend, read the same bridge, dnsmasq, port-67 sockets and leases as netlink,
-    sock_diag and psutil do here."""
-    from lxc_compliance.readers.host_network import LocalNetwork, RemoteNetwork
-    from lxc_compliance.readers.target import Target
+    """The one network reader on the ssh Host (the host's own `ip -j`, `ss`, /proc
+    and dnsmasq's files), pointed at this machine through testinfra's local
+    backend, reads the same bridge, dnsmasq, port-67 sockets and leases as on the
+    local Host (netlink, sock_diag, psutil)."""
+    import testinfra
 
-    here, there = LocalNetwork(), RemoteNetwork(Target("local://"))
+    from lxc_compliance.readers.host_network import HostNetwork
+    from lxc_compliance.readers.machine import THIS_HOST
+    from lxc_compliance.readers.machine_ssh import SshHost
+
+    here, there = HostNetwork(THIS_HOST), HostNetwork(SshHost(testinfra.get_host("local://")))
     ours, theirs = here.bridge(seed_network.bridge), there.bridge(seed_network.bridge)
     facts = ("exists", "kind", "up", "forward_delay", "stp", "mtu", "ports", "networks")
     assert {f: getattr(theirs, f) for f in facts} == {f: getattr(ours, f) for f in facts}

@@ -1,0 +1,124 @@
+"""The one Host: this machine read directly and the same machine read the way
+another host is (the ssh Host over testinfra's local backend: its batched shell
+commands, its parsing) answer every call alike."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+import testinfra
+
+from lxc_compliance.readers.machine import ABSENT, DIRECTORY, FILE, OTHER, THIS_HOST, Unreadable
+from lxc_compliance.readers.machine_ssh import SshHost
+
+# The unit tier (./lxcc test --unit): no root, no container, no network.
+pytestmark = pytest.mark.unit
+
+
+@pytest.fixture
+def tree(tmp_path):
+    (tmp_path / "etc/lxc").mkdir(parents=True)
+    (tmp_path / "etc/lxc/default.conf").write_text("lxc.net.0.type = veth\n")
+    (tmp_path / "etc/lxc/lxc-usernet").write_bytes(b"inst veth br0 10\n\xff\n")
+    (tmp_path / "etc/lxc/.hidden").write_text("")
+    (tmp_path / "a file with spaces").write_text("x")
+    (tmp_path / "link").symlink_to(tmp_path / "etc/lxc/default.conf")
+    os.mkfifo(tmp_path / "fifo")
+    return tmp_path
+
+
+def _both():
+    return [THIS_HOST, SshHost(testinfra.get_host("local://"), "here")]
+
+
+def test_files_read_alike(tree):
+    paths = [str(tree / p) for p in ("etc/lxc/default.conf", "etc/lxc/lxc-usernet", "etc/lxc", "fifo", "nothing",
+                                     "a file with spaces", "link", "etc/lxc/default.conf/under-a-file")]
+    answers = []
+    for host in _both():
+        host.prefetch(paths)
+        answers.append([(host.kind(p), host.read(p), host.listdir(p), host.info(p)) for p in paths]
+                       + [host.glob(f"{tree}/etc/*/*"), host.glob(f"{tree}/etc/lxc/lxc-*")])
+    assert answers[0] == answers[1]
+    kinds = [kind for kind, *_ in answers[0][:8]]
+    assert kinds == [FILE, FILE, DIRECTORY, OTHER, ABSENT, FILE, FILE, ABSENT]
+    assert answers[0][1][1] == b"inst veth br0 10\n\xff\n", "bytes as they are"
+    assert answers[0][8] == [f"{tree}/etc/lxc/default.conf", f"{tree}/etc/lxc/lxc-usernet"], "dot files left out"
+
+
+def test_commands_users_and_kernel_facts_alike():
+    here, there = _both()
+    assert here.run("printf '%%s|' %s %s", "a b", "c'd") == there.run("printf '%%s|' %s %s", "a b", "c'd")
+    assert here.run("printf '%%s|' %s %s", "a b", "c'd").stdout == "a b|c'd|"
+    assert here.run("exit 3").rc == there.run("exit 3").rc == 3
+    assert here.user("root") == there.user("root") and here.user("root").uid == 0 and "root" in here.user("root").groups
+    assert here.user("lxcc-no-such-user") == there.user("lxcc-no-such-user") and not here.user("lxcc-no-such-user").exists
+    assert here.release() == there.release() and here.which("sh") == there.which("sh")
+    assert here.sysctl("kernel.pid_max") == there.sysctl("kernel.pid_max") > 0
+    assert here.json("echo '{\"a\": [1]}'") == there.json("echo '{\"a\": [1]}'") == {"a": [1]}
+    assert here.json("echo not json", default=[]) == there.json("exit 1", default=[]) == []
+    assert here.link("lo") == there.link("lo") and here.link("lo").up
+    assert not here.link("lxcc-nolink0").exists and not there.link("lxcc-nolink0").exists
+    mine = [p.argv for p in here.processes("pytest")] or [p.argv for p in here.processes("python")]
+    assert mine, "this test's own process is listed"
+
+
+def test_a_process_started_here_is_seen_alike():
+    import subprocess
+    import sys
+
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)", "lxcc-marker"])
+    try:
+        import psutil
+
+        name = psutil.Process(sleeper.pid).name()
+        seen = [[p for p in host.processes(name) if p.pid == sleeper.pid] for host in _both()]
+        assert seen[0] == seen[1] and seen[0][0].argv[-1] == "lxcc-marker"
+    finally:
+        sleeper.kill()
+        sleeper.wait(timeout=10)
+
+
+class AsNobody:
+    """A connection whose commands run as nobody (runuser), as testinfra's would."""
+
+    def run(self, command: str, *args: str):
+        import shlex
+        import subprocess
+
+        line = command % tuple(shlex.quote(a) for a in args) if args else command
+        from lxc_compliance.readers.machine import Result
+
+        done = subprocess.run(["runuser", "-u", "nobody", "--", "sh", "-c", line], capture_output=True, text=True,
+                              timeout=30, cwd="/")
+        return Result(done.returncode, done.stdout, done.stderr)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs a user to become")
+def test_what_a_user_may_not_read_is_unreadable_not_absent():
+    """As nobody, a file behind a closed directory, or one it may not read, is Unreadable; a missing one is None."""
+    import shutil
+    import tempfile
+    from pathlib import Path
+
+    tree = Path(tempfile.mkdtemp(prefix="lxcc-machine-", dir="/tmp"))
+    try:
+        _as_nobody(tree)
+    finally:
+        shutil.rmtree(tree)
+
+
+def _as_nobody(tree):
+    os.chmod(tree, 0o755)
+    (tree / "etc/lxc").mkdir(parents=True)
+    (tree / "etc/lxc/default.conf").write_text("lxc.net.0.type = veth\n")
+    (tree / "closed").mkdir(mode=0o700)
+    (tree / "closed/secret").write_text("s")
+    (tree / "private").write_text("p")
+    os.chmod(tree / "private", 0o600)
+    host = SshHost(AsNobody(), "nobody")
+    for path in (tree / "closed/secret", tree / "closed/nothing", tree / "private"):
+        with pytest.raises(Unreadable):
+            host.text(str(path))
+    assert host.text(str(tree / "nothing")) is None and host.text(str(tree / "etc/lxc/default.conf"))
