@@ -7,6 +7,7 @@
 
 import ipaddress
 
+from lxc_compliance.readers import host as host_facts
 from lxc_compliance.readers.lxd import size_in_bytes
 
 # Warnings that leave instances without a network, a disk or a start; the rest are warned.
@@ -14,7 +15,7 @@ BREAKING_WARNINGS = ("unavailable", "autostart", "Failed to start")
 
 
 def test_daemon(check, lxd_read, lxd_plan, observed):
-    observed.expected = "an LXD daemon answering on its socket"
+    observed.expected = "an LXD or Incus daemon answering on its socket"
     observed.values = {"log": "/var/log/lxd/lxd.log"}
     reached = not isinstance(lxd_read, str)
     observed.actual = (f"{lxd_read.server_name} {lxd_read.version} on {lxd_read.socket} "
@@ -28,13 +29,14 @@ def test_warnings(check, lxd, observed):
     lines = [f"[{w.get('severity', '?')}] {w.get('type', '')}: {w.get('last_message', '')}"
              + (f" ({w['entity_url']})" if w.get("entity_url") else "") + f" x{w.get('count', 1)}"
              for w in open_warnings]
+    server = lxd.words["server"]
     breaking = [line for line in lines if any(word.lower() in line.lower() for word in BREAKING_WARNINGS)]
     observed.expected = "no open warning that leaves instances without a network, a disk or a start"
     observed.actual = f"{len(open_warnings)} open warnings" + (f", {len(breaking)} breaking instances" if breaking else "")
-    observed.evidence = "\n".join(lines)
+    observed.evidence = "\n".join(lxd.warning_lines()) or "no warning of any status"
     if not breaking:
-        observed.warn_only = "LXD's warnings say what it runs without (each line of the evidence)"
-        assert not lines, f"{len(lines)} open LXD warnings: " + "; ".join(lines[:3])
+        observed.warn_only = f"{server}'s warnings say what it runs without (each line of the evidence)"
+        assert not lines, f"{len(lines)} open {server} warnings: " + "; ".join(lines[:3])
     assert not breaking, "; ".join(breaking)
 
 
@@ -56,11 +58,11 @@ def test_storage_pool(check, lxd, lxd_plan, observed):
 def test_network(check, lxd, lxd_plan, observed):
     network = lxd.network(lxd_plan.network)
     observed.values = {"network": lxd_plan.network}
-    observed.expected = f"{lxd_plan.network}: a bridge LXD manages"
+    observed.expected = f"{lxd_plan.network}: a bridge {lxd.words['server']} manages"
     observed.actual = (f"{lxd_plan.network}: {network.get('type')}, " + ("managed" if network.get("managed") else "not managed")
                        + f", {network.get('status', '')}") if network else f"no network {lxd_plan.network}"
-    assert network, f"LXD has no network {lxd_plan.network}"
-    assert network.get("managed"), f"{lxd_plan.network} is not managed by LXD: it runs no DHCP server for instances"
+    assert network, f"{lxd.words['server']} has no network {lxd_plan.network}"
+    assert network.get("managed"), f"{lxd_plan.network} is not managed by {lxd.words['server']}: it runs no DHCP server for instances"
     assert network.get("type") == "bridge", f"{lxd_plan.network} is a {network.get('type')}, not a bridge"
     assert network.get("status", "Created") == "Created", f"{lxd_plan.network} is {network.get('status')}"
 
@@ -106,7 +108,7 @@ def test_firewall(check, lxd, lxd_plan, lxd_network, host_firewall, observed):
     dropping = host_firewall.dropping(lxd_plan.network)
     observed.values = {"network": lxd_plan.network}
     observed.expected = f"no rule or policy of the host's firewall dropping DHCP or forwarding on {lxd_plan.network}"
-    observed.actual = "; ".join(dropping) or f"nothing drops it (LXD's firewall driver: {lxd.firewall or '?'})"
+    observed.actual = "; ".join(dropping) or f"nothing drops it ({lxd.words['server']}'s firewall driver: {lxd.firewall or '?'})"
     observed.evidence = "\n".join(dropping)
     assert not dropping, "; ".join(dropping)
 
@@ -120,7 +122,7 @@ def test_dhcp_exchange(check, lxd, lxd_plan, lxd_network, lxd_dhcp_exchange, obs
                        f"{lxd_dhcp_exchange.result['time_to_lease_s']} s") if lease else (lxd_dhcp_exchange.error or "no lease")
     observed.evidence = f"namespace {lxd_dhcp_exchange.namespace}: {lxd_dhcp_exchange.result}"
     assert lease, f"no lease on {lxd_plan.network}: {lxd_dhcp_exchange.error}"
-    assert lease["server_id"] == str(subnet.ip), f"the lease came from {lease['server_id']}, not from LXD's dnsmasq ({subnet.ip})"
+    assert lease["server_id"] == str(subnet.ip), f"the lease came from {lease['server_id']}, not from {lxd.words['server']}'s dnsmasq ({subnet.ip})"
     assert ipaddress.ip_address(lease["ip"]) in subnet.network, f"{lease['ip']} is outside {subnet.network}"
 
 
@@ -137,11 +139,20 @@ def test_default_profile(check, lxd, lxd_plan, observed):
 
 
 def test_https_address(check, lxd, lxd_plan, observed):
-    address = lxd.https_address
-    host = address.rpartition(":")[0] if ":" in address else address
-    everywhere = address != "" and host in ("", "[::]", "0.0.0.0", "::")
+    address, everywhere = lxd.https_address, lxd.https_everywhere
     observed.expected = "core.https_address unset or bound to one address" + (
         " (the profile allows every address)" if lxd_plan.https_everywhere else "")
     observed.actual = f"core.https_address = {address or '(unset: the unix socket only)'}"
     assert not everywhere or lxd_plan.https_everywhere, (
         f"core.https_address = {address}: the full-admin API listens on every address of the host")
+
+
+def test_admin_group(check, lxd, lxd_plan, host, observed):
+    group = lxd.words["admin_group"]
+    members = host_facts.group_members(host, group)
+    extra = [name for name in members if name not in lxd_plan.admins]
+    observed.values = {"extra": ", ".join(extra) or "none"}
+    observed.expected = f"{group}: {', '.join(lxd_plan.admins) or 'no member'} (lxd.admins)"
+    observed.actual = f"{group}: {', '.join(members) or 'no member'}" if members is not None else f"no group {group}"
+    observed.evidence = f"every member of {group} is root-equivalent on this host"
+    assert not extra, f"{', '.join(extra)} in {group} (root-equivalent) but not named by the profile"

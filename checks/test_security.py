@@ -244,6 +244,15 @@ def test_lxd_nic_filtering(check, instance, observed):
     assert not found, f"{instance.label} can spoof on the bridge: " + "; ".join(found)
 
 
+def test_lxd_guest_api(check, instance, lxd, lxd_plan, observed):
+    key, socket = lxd.words["guest_api"], lxd.words["guest_socket"]
+    on = instance.guest_api(key)
+    observed.values = {"instance": instance.label}
+    observed.expected = f"{key} = false" if not lxd_plan.guest_api else f"{key} as the site likes (the profile allows it)"
+    observed.actual = f"{key} = {instance.config.get(key, '(unset: true)')}: {socket} {'present' if on else 'absent'} inside"
+    assert lxd_plan.guest_api or not on, f"{instance.label} offers {socket} ({key} is on) although the profile forbids it"
+
+
 def test_lxd_raw_idmap(check, instance, subordinate_ids, observed):
     entries = instance.raw_idmap
     observed.values = {"instance": instance.label}

@@ -86,7 +86,7 @@ BAD_INPUTS = {
     # A gold that is not there is said before anything runs, with what is there.
     "gold-container-missing": BadInput(
         ("--profile={dir}/nogold.yaml", "--samples=1"), 4,
-        ("nogold: containers.gold: lxcct-nosuch-gold: there is no container lxcct-nosuch-gold in /var/lib/lxc (there: ",),
+        ("nogold: containers.gold: lxcct-nosuch-gold: there is no container lxcct-nosuch-gold in /var/lib/lxc (",),
         files={"nogold.yaml": f"extends: {ROOT}/profiles/lab.yaml\ncategories: [containers]\n"
                               "containers: {gold: lxcct-nosuch-gold, build_gold: false, ssh: {user: s, password_env: HOME}}\n".encode()}),
     "bridge-missing": BadInput(
