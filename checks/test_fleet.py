@@ -243,7 +243,7 @@ def test_started(check, member, started, observed):
 
 
 def test_start_time(check, fleet_started, profile, observed):
-    budget = float(profile.setting("fleet.start_budget_s") or 120)
+    budget = float(profile.setting("fleet.start_budget_s"))
     count = len(fleet_started.started)
     observed.expected = f"all {count} started containers up (a login each) within {budget:g} s"
     observed.actual = (f"all up after {fleet_started.all_up_s} s" if fleet_started.all_up_s is not None

@@ -300,7 +300,7 @@ def _no_systemd(user_manager):
 
 def test_user_delegation(check, profile, user_manager, observed):
     _no_systemd(user_manager)
-    wanted = {c for c in profile.setting("host.pam_cgfs_controllers") or ["memory", "pids"] if c in ("memory", "pids", "cpu", "io", "cpuset")}
+    wanted = {c for c in profile.given("host.pam_cgfs_controllers") or ["memory", "pids"] if c in ("memory", "pids", "cpu", "io", "cpuset")}
     found = user_manager.delegated_controllers
     missing = sorted(wanted - found) if found is not None else []
     observed.expected = f"user@{user_manager.uid}.service delegates {', '.join(sorted(wanted))}"

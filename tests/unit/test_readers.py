@@ -298,3 +298,29 @@ def test_an_input_drop_counts_only_where_it_can_match_a_dhcp_request():
     dropped = [input_chain, _rule("INPUT", 1, IIF("lxdbr0"), dhcp, {"reject": None})]
     assert Firewall({"nftables": dropped}).dropping("lxdbr0") == [
         "nft ip filter INPUT (handle 1): rejects its DHCP requests (UDP 67) coming in on lxdbr0"]
+
+
+def test_defaults_live_in_the_schema_and_are_valid_values():
+    """profile.setting() answers a key the profile leaves unset with the schema's default,
+    and every default is a value the schema itself accepts."""
+    from lxc_compliance.model.catalog import Catalog
+    from lxc_compliance.model.profiles import load
+    from lxc_compliance.model.schema import SCHEMA
+
+    defaults = []
+
+    def walk(node, path):
+        for name, child in (node.get("properties") or {}).items():
+            if "default" in child:
+                defaults.append((f"{path}{name}", child))
+            walk(child, f"{path}{name}.")
+
+    walk(SCHEMA, "")
+    assert len(defaults) >= 15
+    for dotted, child in defaults:
+        from lxc_compliance.model.yamlfile import _problem
+
+        assert _problem(child["default"], child, [dotted]) is None, dotted
+    kernel = load("kernel", Catalog.load())
+    assert kernel.setting("containers.concurrency") == 4 and kernel.given("containers.concurrency") is None
+    assert kernel.setting("lxd.server") == "lxd" and kernel.containers == 1
