@@ -77,9 +77,8 @@ def ssh_hosts(gold, network, folder: Path, variants: dict[str, Callable[[Path], 
             subprocess.run(["lxc-copy", "-n", gold.name, "-N", name, "-s", "-B", "overlay"], check=True,
                            capture_output=True, timeout=300)
             config_path = ROOT_LXC.config_path(name)
-            lines = [line for line in config_path.read_text().splitlines()
-                     if not line.startswith(("lxc.net.0.hwaddr", "lxc.net.0.link", "lxc.net.0.ipv4"))]
-            lines += [f"lxc.net.0.link = {network.bridge}", f"lxc.net.0.hwaddr = {random_mac('52:56')}",
+            lines = [line for line in config_path.read_text().splitlines() if not line.startswith(NETWORK_KEYS)]
+            lines += ["lxc.net.0.type = veth", "lxc.net.0.flags = up", f"lxc.net.0.link = {network.bridge}", f"lxc.net.0.hwaddr = {random_mac('52:56')}",
                       f"lxc.net.0.ipv4.address = {address}/{network.subnet.prefixlen}"]
             config_path.write_text("\n".join(lines) + "\n")
             rootfs = ROOT_LXC.rootfs(name)
