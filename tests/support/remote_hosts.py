@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Callable
 
 from lxc_compliance.lab.lxc import destroy_container
-from lxc_compliance.lab.samples import STATIC_INTERFACES, random_mac
+from lxc_compliance.lab.samples import NETWORK_KEYS, STATIC_INTERFACES, random_mac
 from lxc_compliance.readers.lxc import ROOT_LXC
 
 SSHD_WAIT_S = 90
@@ -78,7 +78,8 @@ def ssh_hosts(gold, network, folder: Path, variants: dict[str, Callable[[Path], 
                            capture_output=True, timeout=300)
             config_path = ROOT_LXC.config_path(name)
             lines = [line for line in config_path.read_text().splitlines() if not line.startswith(NETWORK_KEYS)]
-            lines += ["lxc.net.0.type = veth", "lxc.net.0.flags = up", f"lxc.net.0.link = {network.bridge}", f"lxc.net.0.hwaddr = {random_mac('52:56')}",
+            lines += ["lxc.net.0.type = veth", "lxc.net.0.flags = up", f"lxc.net.0.link = {network.bridge}",
+                      f"lxc.net.0.hwaddr = {random_mac('52:56')}",
                       f"lxc.net.0.ipv4.address = {address}/{network.subnet.prefixlen}"]
             config_path.write_text("\n".join(lines) + "\n")
             rootfs = ROOT_LXC.rootfs(name)
