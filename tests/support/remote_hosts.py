@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Callable
 
 from lxc_compliance.lab.lxc import destroy_container
-from lxc_compliance.lab.samples import NETWORK_KEYS, STATIC_INTERFACES, random_mac
+from lxc_compliance.lab.samples import STATIC_INTERFACES, join_bridge, random_mac
 from lxc_compliance.readers.lxc import ROOT_LXC
 
 SSHD_WAIT_S = 90
@@ -77,11 +77,7 @@ def ssh_hosts(gold, network, folder: Path, variants: dict[str, Callable[[Path], 
             subprocess.run(["lxc-copy", "-n", gold.name, "-N", name, "-s", "-B", "overlay"], check=True,
                            capture_output=True, timeout=300)
             config_path = ROOT_LXC.config_path(name)
-            lines = [line for line in config_path.read_text().splitlines() if not line.startswith(NETWORK_KEYS)]
-            lines += ["lxc.net.0.type = veth", "lxc.net.0.flags = up", f"lxc.net.0.link = {network.bridge}",
-                      f"lxc.net.0.hwaddr = {random_mac('52:56')}",
-                      f"lxc.net.0.ipv4.address = {address}/{network.subnet.prefixlen}"]
-            config_path.write_text("\n".join(lines) + "\n")
+            join_bridge(config_path, network.bridge, random_mac("52:56"), f"{address}/{network.subnet.prefixlen}")
             rootfs = ROOT_LXC.rootfs(name)
             (rootfs / "etc/network").mkdir(parents=True, exist_ok=True)
             (rootfs / "etc/network/interfaces").write_text(STATIC_INTERFACES)
