@@ -16,7 +16,6 @@ BREAKING_WARNINGS = ("unavailable", "autostart", "Failed to start")
 
 def test_daemon(check, lxd_read, lxd_plan, observed):
     observed.expected = "an LXD or Incus daemon answering on its socket"
-    observed.values = {"log": "/var/log/lxd/lxd.log"}
     reached = not isinstance(lxd_read, str)
     observed.actual = (f"{lxd_read.server_name} {lxd_read.version} on {lxd_read.socket} "
                        f"(driver {lxd_read.environment.get('driver', '?')}, firewall {lxd_read.firewall})"
@@ -145,6 +144,29 @@ def test_https_address(check, lxd, lxd_plan, observed):
     observed.actual = f"core.https_address = {address or '(unset: the unix socket only)'}"
     assert not everywhere or lxd_plan.https_everywhere, (
         f"core.https_address = {address}: the full-admin API listens on every address of the host")
+
+
+def test_trust(check, lxd, observed):
+    trust, tokens = lxd.trust, lxd.tokens
+    expiry = trust["core.remote_token_expiry"]
+    standing = [t for t in tokens if str((t.get("metadata") or {}).get("expiresAt") or "0001").startswith("0001")]
+    observed.expected = ("where the API listens on the network: no client trusted by its CA alone, "
+                         "no join token that never expires")
+    observed.actual = (f"core.https_address = {lxd.https_address or '(unset: the unix socket only)'}; "
+                       f"core.trust_ca_certificates = {trust['core.trust_ca_certificates'] or 'false'}; "
+                       f"core.remote_token_expiry = {expiry or '(unset: tokens never expire)'}; "
+                       f"{len(lxd.certificates)} trusted clients, {len(tokens)} join tokens not used yet")
+    observed.evidence = "\n".join(
+        [f"trusted: {c.get('name') or '?'} ({c.get('type', 'client')}, "
+         f"{'restricted to ' + ', '.join(c.get('projects') or []) if c.get('restricted') else 'unrestricted'})"
+         for c in lxd.certificates]
+        + [f"join token {t.get('id', '')[:8]} for {(t.get('metadata') or {}).get('clientName') or '?'}, made "
+           f"{t.get('created_at', '?')}, expires {(t.get('metadata') or {}).get('expiresAt') or 'never'}" for t in tokens])
+    if not lxd.https_address:
+        return  # only the unix socket, which the admin group guards (lxd.admin_group)
+    assert trust["core.trust_ca_certificates"].lower() != "true", (
+        "core.trust_ca_certificates = true: every certificate its CA signed is a full-admin client")
+    assert not standing, f"{len(standing)} join tokens that never expire: each makes a full-admin client of whoever holds it"
 
 
 def test_admin_group(check, lxd, lxd_plan, host, observed):

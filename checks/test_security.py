@@ -25,6 +25,7 @@ def test_unprivileged(check, loaded, confinement, security_policy, observed):
     observed.actual = "no id map" if root is None else f"root mapped to host uid {root}"
     if security_policy.allow_privileged:
         observed.warn_only = "the profile allows privileged containers (security.allow_privileged)"
+        observed.by_design = True
     assert not confinement.privileged, f"{loaded.label} is privileged: its root is the host's root"
 
 
@@ -47,6 +48,7 @@ def test_apparmor(check, loaded, confinement, host_apparmor, observed):
     assert profile != "unconfined", f"{loaded.label} runs unconfined (lxc.apparmor.profile = unconfined)"
     assert incomplete != "1", f"{loaded.label} starts even where its AppArmor profile cannot be loaded (allow_incomplete)"
     observed.warn_only = "this kernel has no AppArmor: containers run unconfined whatever their config says"
+    observed.by_design = True
     assert host_apparmor, f"the kernel enforces no AppArmor, so {loaded.label}'s profile {profile} is not applied"
 
 
@@ -56,6 +58,7 @@ def test_apparmor_running(check, running_init, sample, host_apparmor, observed):
     observed.actual = f"label {label}" if label else "no AppArmor label (the kernel has no AppArmor)"
     if not host_apparmor:
         observed.warn_only = "this kernel has no AppArmor: containers run unconfined whatever their config says"
+        observed.by_design = True
     assert label and not label.startswith("unconfined"), f"{sample.name}'s init is not confined by AppArmor"
 
 
@@ -156,6 +159,7 @@ def _denied(check, container, report, security_policy, dmesg_restrict, observed)
     if container.privileged and check.probe in ("mount", "kmsg") and security_policy.allow_privileged:
         observed.warn_only = ("the profile allows privileged containers, which keep sys_admin and syslog by design "
                               "(security.allow_privileged)")
+        observed.by_design = True
     assert finding.verdict in ("denied", "contained"), f"{container.name}: not refused: {finding.reason}"
 
 
@@ -179,6 +183,7 @@ def _lxd_flag_off(instance, key, allowed_by, observed, why):
     observed.actual = f"{key} = {instance.config.get(key, '(unset)')}"
     if allowed_by:
         observed.warn_only = allowed_by
+        observed.by_design = True
     assert not instance.flag[key], f"{instance.label} {why} ({key} = true)"
 
 
@@ -251,6 +256,16 @@ def test_lxd_guest_api(check, instance, lxd, lxd_plan, observed):
     observed.expected = f"{key} = false" if not lxd_plan.guest_api else f"{key} as the site likes (the profile allows it)"
     observed.actual = f"{key} = {instance.config.get(key, '(unset: true)')}: {socket} {'present' if on else 'absent'} inside"
     assert lxd_plan.guest_api or not on, f"{instance.label} offers {socket} ({key} is on) although the profile forbids it"
+
+
+def test_lxd_guest_socket(check, instance, guest_socket, lxd_plan, observed):
+    observed.values = {"instance": instance.label}
+    observed.expected = (f"no {guest_socket.path} that answers" if not lxd_plan.guest_api
+                         else f"{guest_socket.path} as the site likes (the profile allows it)")
+    observed.actual = str(guest_socket)
+    assert guest_socket.error is None, f"{instance.label}: {guest_socket}"
+    assert lxd_plan.guest_api or not guest_socket.offered, \
+        f"{instance.label}: any process inside reaches the server: {guest_socket}, although the profile forbids it"
 
 
 def test_lxd_raw_idmap(check, instance, subordinate_ids, observed):

@@ -1,35 +1,39 @@
-"""LXD hosts, for real: an LXD daemon started by the test (Debian's lxd, an
-LXD_DIR of its own, a dir pool and a bridge without NAT), the lab's gold imported
-as an image, three instances (one running, with a DHCP lease). A clean host
-passes; then one fault at a time fails exactly its check for that instance."""
+"""LXD and Incus hosts, for real: a daemon started by the test (Debian's lxd, or
+Incus's incusd; a folder of its own, a dir pool and a bridge without NAT), the
+lab's gold imported as an image, three instances (one running, with a DHCP lease).
+Every test runs once against each server: a clean host passes with the lxd or
+incus profile as shipped; then one fault at a time fails exactly its check for
+that instance, in that server's words."""
 
 from __future__ import annotations
 
 import secrets
 import subprocess
 import time
+from pathlib import Path
 
 import pytest
 import requests.adapters
 
 from hoststate import HostState
 from leftovers import run_leftovers
-from lxc_compliance.lab.lxd import LxdLab, nft_table_exists
-from lxc_compliance.readers.lxd import LxdServer, ReadOnlyLxd, ReadOnlyRefused
+from lxc_compliance.lab.lxd import DAEMONS, LxdLab, nft_table_exists
+from lxc_compliance.readers.lxd import SERVERS, LxdServer, ReadOnlyLxd, ReadOnlyRefused
 
-pytestmark = [pytest.mark.xdist_group("lxd"),
-              pytest.mark.skipif(subprocess.run(["sh", "-c", "command -v lxd"], capture_output=True).returncode != 0,
-                                 reason="Debian's lxd is not installed (./lxcc test installs it)")]
+pytestmark = [pytest.mark.xdist_group("lxd")]
 
 INSTANCES = ("t1", "t2", "t3")
 MEMORY = "256MB"
 
 
-@pytest.fixture(scope="module")
-def lxd_host(lab_gold):
+@pytest.fixture(scope="module", params=["lxd", "incus"])
+def lxd_host(request, lab_gold):
     """The daemon, the gold as image lxcc-gold, t1 (running) t2 t3 (stopped), limits.memory on each."""
-    had_table = nft_table_exists()
-    with HostState(), LxdLab(secrets.token_hex(4)) as lab:
+    daemon = DAEMONS[request.param]
+    if not Path(daemon.program).exists():
+        pytest.skip(f"{daemon.program} is not installed (./lxcc test installs it)")
+    had_table = nft_table_exists(daemon)
+    with HostState(), LxdLab(secrets.token_hex(4), kind=request.param) as lab:
         lab.import_image(lab_gold.rootfs, "lxcc-gold")
         for name in INSTANCES:
             lab.lxc("init", "lxcc-gold", name, "-c", f"limits.memory={MEMORY}", timeout=300)
@@ -43,20 +47,20 @@ def lxd_host(lab_gold):
             time.sleep(0.5)
         yield lab
     assert run_leftovers(lab.run_id) == []
-    assert nft_table_exists() == had_table, "LXD's nftables table (inet lxd) was left behind"
+    assert nft_table_exists(daemon) == had_table, f"the nftables table {daemon.nft_table} was left behind"
 
 
 @pytest.fixture
 def profile(tmp_path, lxd_host):
     path = tmp_path / "lxd-site.yaml"
-    path.write_text(f"extends: lxd\ncategories: [lxd, fleet, security]\nhost: {{containers: 3}}\n"
+    path.write_text(f"extends: {lxd_host.kind}\ncategories: [lxd, fleet, security]\nhost: {{containers: 3}}\n"
                     f"lxd: {{network: {lxd_host.bridge}, memory_limit: {MEMORY}}}\nfleet: {{pattern: 'nothing-lxc-*'}}\n"
                     "containers: {samples: 0}\n")  # the audit alone: samples have a test of their own
     return path
 
 
 def _audit(suite, lxd_host, profile) -> dict[str, dict]:
-    result = suite.run(f"--profile={profile}", env={"LXD_DIR": str(lxd_host.folder)}, timeout=300)
+    result = suite.run(f"--profile={profile}", env={lxd_host.daemon.folder_variable: str(lxd_host.folder)}, timeout=300)
     assert result.returncode in (0, 1), result.stdout[-3000:] + result.stderr[-2000:]
     return {c["id"]: c for c in suite.results(profile.stem)["checks"]}
 
@@ -88,6 +92,29 @@ def test_a_clean_lxd_host_passes(suite, lxd_host, profile):
     assert lxd_host.bridge in checks["lxd.network"]["actual"]
     assert checks["fleet.lxd_address.t1"]["actual"].startswith(str(lxd_host.subnet)[:4])
     assert checks["lxd.warnings"]["outcome"] in ("passed", "warned")
+    # In the words of the server that answered.
+    words = SERVERS[lxd_host.kind]
+    assert checks["lxd.daemon"]["title"] == f"The {words['server']} daemon answers on its socket"
+    assert f"{words['cli']} config set t2 {words['guest_api']}=false" in checks["security.lxd_guest_api.t2"]["remediation"]
+    # The guest API socket as a process inside the running instance finds it.
+    inside = checks["security.lxd_guest_socket.t1"]
+    assert inside["outcome"] == "passed" and inside["actual"].startswith(f"{words['guest_socket']} present, mode 0666, answers"), inside
+    assert checks["security.lxd_guest_socket.t2"]["outcome"] == "skipped"
+
+
+def test_a_forbidden_guest_api_fails_where_it_is_offered(suite, lxd_host, profile, undo):
+    key = SERVERS[lxd_host.kind]["guest_api"]
+    forbidding = profile.with_name("guest-api-off.yaml")
+    forbidding.write_text(profile.read_text().replace("memory_limit:", "guest_api: false, memory_limit:"))
+    checks = _audit(suite, lxd_host, forbidding)
+    assert _failed(checks) == {f"security.lxd_guest_api.{name}" for name in INSTANCES} | {"security.lxd_guest_socket.t1"}
+    assert "any process inside reaches the server" in checks["security.lxd_guest_socket.t1"]["message"]
+    # Turned off everywhere: the server takes the running t1's socket away at once, and the probe sees it gone.
+    for name in INSTANCES:
+        _fault(lxd_host, undo, "config", "set", name, f"{key}=false", revert=("config", "unset", name, key))
+    checks = _audit(suite, lxd_host, forbidding)
+    assert _failed(checks) == set(), {i: checks[i]["message"] for i in _failed(checks)}
+    assert checks["security.lxd_guest_socket.t1"]["actual"] == f"no {SERVERS[lxd_host.kind]['guest_socket']}"
 
 
 @pytest.mark.parametrize("fault, revert, expected", [
@@ -197,7 +224,7 @@ def _server_state(socket) -> dict:
 def test_samples_launched_through_lxd_leave_the_server_as_found(suite, lxd_host, tmp_path):
     profile = tmp_path / "lxd-samples.yaml"
     profile.write_text(
-        f"extends: lxd\ncategories: [lxd, containers]\nhost: {{containers: 3}}\n"
+        f"extends: {lxd_host.kind}\ncategories: [lxd, containers]\nhost: {{containers: 3}}\n"
         f"lxd: {{network: {lxd_host.bridge}, memory_limit: {MEMORY}}}\n"
         "containers: {engine: lxd, gold: lxcc-gold-bookworm, release: bookworm, build_gold: true, samples: 2,\n"
         "  memory_limit: 256M, mac_prefix: '52:56', boot_budget_s: 30, boot_timeout_s: 90, ssh: {user: student}}\n")
@@ -238,11 +265,11 @@ def test_a_killed_run_s_lxd_samples_are_removed_by_cleanup(lxd_host, tmp_path):
 
     profile = tmp_path / "lxd-killed.yaml"
     profile.write_text(
-        f"extends: lxd\ncategories: [containers]\nhost: {{containers: 3}}\nlxd: {{network: {lxd_host.bridge}}}\n"
+        f"extends: {lxd_host.kind}\ncategories: [containers]\nhost: {{containers: 3}}\nlxd: {{network: {lxd_host.bridge}}}\n"
         "containers: {engine: lxd, gold: lxcc-gold-bookworm, release: bookworm, build_gold: true, samples: 2,\n"
         "  memory_limit: 256M, boot_timeout_s: 90, ssh: {user: student}}\n")
     before = _server_state(lxd_host.socket)
-    env = {**os.environ, "LXD_DIR": str(lxd_host.folder)}
+    env = {**os.environ, lxd_host.daemon.folder_variable: str(lxd_host.folder)}
     process = subprocess.Popen([sys.executable, "-m", "pytest", f"--profile={profile}", f"--report-dir={tmp_path}"],
                                cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     api = ReadOnlyLxd(lxd_host.socket)
@@ -267,7 +294,7 @@ def test_a_killed_run_s_lxd_samples_are_removed_by_cleanup(lxd_host, tmp_path):
 
 def test_a_stopped_daemon_is_one_failure_and_blocks_the_rest(suite, lxd_host, profile):
     """Last: the daemon is gone for the rest of the module (the fixture's teardown tolerates it)."""
-    subprocess.run(["lxd", "shutdown", "--timeout=30"], env=lxd_host.env, capture_output=True, timeout=60)
+    subprocess.run([*lxd_host.daemon.admin, "shutdown", "--timeout=30"], env=lxd_host.env, capture_output=True, timeout=60)
     started = time.monotonic()
     checks = _audit(suite, lxd_host, profile)
     assert time.monotonic() - started < 20

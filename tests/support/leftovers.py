@@ -46,11 +46,12 @@ def run_leftovers(run_id: str) -> list[str]:
 
 
 def lxd_projects() -> list[tuple[Path, str]]:
-    """(socket, project) of every project on this host's LXD and on the suite's own daemons."""
+    """(socket, project) of every project on this host's LXD or Incus and on the suite's own daemons."""
     from lxc_compliance.readers.lxd import ReadOnlyLxd, find_socket
 
     found = []
-    for socket in filter(None, [find_socket(), *Path("/tmp").glob("lxc-compliance-*-lxd/unix.socket")]):
+    own = [*Path("/tmp").glob("lxc-compliance-*-lxd/unix.socket"), *Path("/tmp").glob("lxc-compliance-*-incus/unix.socket")]
+    for socket in dict.fromkeys(filter(None, [find_socket(), find_socket(server="incus"), *own])):
         try:
             found += [(socket, p["name"]) for p in ReadOnlyLxd(socket, timeout=5).get("projects", recursion=1)]
         except Exception:  # a daemon going away while it is read

@@ -126,3 +126,48 @@ def test_the_incus_profile_expects_incus():
     profile = load("incus", CATALOG)
     assert profile.setting("lxd.server") == "incus" and profile.setting("lxd.network") == "incusbr0"
     assert "lxd" in profile.categories and load("lxd", CATALOG).setting("lxd.network") is None
+
+
+def test_the_guest_socket_found_inside_fails_only_where_the_profile_forbids_it():
+    from lxc_compliance.readers.guest_api import GuestSocket
+
+    check = CATALOG.by_id["security.lxd_guest_socket"]
+    answering = GuestSocket("/dev/incus/sock", True, "0666", True, "HTTP/1.0 200 OK", "1.0")
+    silent = GuestSocket("/dev/incus/sock", True, "0666", False, "HTTP/1.0 403 Forbidden")
+    observed = Observation()
+    security_checks.test_lxd_guest_socket(check, _instance("c1"), answering, _plan(), observed)
+    assert observed.actual == "/dev/incus/sock present, mode 0666, answers GET /1.0 (API 1.0)"
+    with pytest.raises(AssertionError, match="c1: any process inside reaches the server"):
+        security_checks.test_lxd_guest_socket(check, _instance("c1"), answering, _plan(guest_api=False), Observation())
+    for harmless in (silent, GuestSocket("/dev/incus/sock")):
+        security_checks.test_lxd_guest_socket(check, _instance("c1"), harmless, _plan(guest_api=False), Observation())
+    with pytest.raises(AssertionError, match="not read"):  # a probe that could not tell is not a pass
+        security_checks.test_lxd_guest_socket(check, _instance("c1"), GuestSocket("/dev/incus/sock", error="timeout"),
+                                              _plan(), Observation())
+
+
+def test_the_incus_lab_is_the_lxd_lab_with_incus():
+    lab, lxd_lab = load("incus-lab", CATALOG), load("lxd-lab", CATALOG)
+    assert lab.setting("lxd.server") == "incus" and lab.setting("lxd.lab") is True
+    assert lab.categories == lxd_lab.categories and lab.setting("containers.engine") == "lxd"
+
+
+@pytest.mark.parametrize("config, tokens, fails", [
+    ({}, [{"class": "token", "metadata": {"expiresAt": "0001-01-01T00:00:00Z"}}], None),  # the unix socket only
+    ({"core.https_address": "10.0.3.1:8443"}, [], None),
+    ({"core.https_address": "10.0.3.1:8443", "core.trust_ca_certificates": "true"}, [], "every certificate its CA signed"),
+    ({"core.https_address": "10.0.3.1:8443"}, [{"class": "token", "metadata": {"expiresAt": "0001-01-01T00:00:00Z"}}],
+     "1 join tokens that never expire"),
+    ({"core.https_address": "10.0.3.1:8443", "core.remote_token_expiry": "1H"},
+     [{"class": "token", "metadata": {"expiresAt": "2026-12-02T12:00:00Z", "clientName": "laptop"}}], None),
+], ids=["socket-only", "listed-clients", "ca-trusted", "standing-token", "expiring-token"])
+def test_trust_over_the_network_is_only_the_listed_clients(config, tokens, fails):
+    server = LxdServer(Path("/var/lib/incus/unix.socket"), {**INCUS_INFO, "config": config}, [], {}, {}, {}, {}, [],
+                       certificates=[{"name": "admin", "type": "client", "restricted": False}], tokens=tokens)
+    check, observed = CATALOG.by_id["lxd.trust"], Observation()
+    if fails:
+        with pytest.raises(AssertionError, match=fails):
+            lxd_checks.test_trust(check, server, observed)
+    else:
+        lxd_checks.test_trust(check, server, observed)
+    assert "trusted: admin (client, unrestricted)" in observed.evidence
