@@ -126,10 +126,14 @@ def test_no_config_found_skips_with_guidance(pytester, monkeypatch):
 
 def test_html_report_shows_warned_as_its_own_outcome(tmp_path, suite):
     path = _write(tmp_path, "cfg", config("6.1.0", FULL, drop={"CONFIG_VLAN_8021Q"}))
-    suite.run(f"--kernel-config={path}")
+    suite.run(f"--kernel-config={path}", f"--html={tmp_path / 'pytest-html.html'}")
     html = (suite.report_dir / "kernel.html").read_text()
-    assert 'data-test-result="warned"' in html
-    assert "1 Warned" in html
-    assert "'warned'," in html, "the outcome filter must know 'warned' or it hides those rows"
-    assert "kernel.vlan" in html and "802.1Q VLAN" in html
+    assert '<section class="verdict warned"><h2>passed with warnings</h2>' in html
+    assert '<span class="warned">1 warned</span>' in html and '<span class="zero">0 failed</span>' in html
+    row = html[html.index('<tbody id="check-'):].split("</tbody>", 1)[0]  # worst first: the warning's row
+    assert '<span class="o warned">⚠ warned</span>' in row and "kernel.vlan" in row and "802.1Q VLAN" in row
     assert "<script src=" not in html and "<link href=\"http" not in html
+    # pytest-html's page, where asked for (--html), knows the outcome too, or its filter hides those rows.
+    developers = (tmp_path / "pytest-html.html").read_text()
+    assert 'data-test-result="warned"' in developers and "1 Warned" in developers
+    assert "'warned'," in developers, "the outcome filter must know 'warned' or it hides those rows"

@@ -193,10 +193,10 @@ def test_report_content(failing_lab_report):
     html_path, document = failing_lab_report
     html = html_path.read_text()
     for fact in ("Profile", "Host", "Distribution", "Kernel release", "LXC version", "Run id", "Started",
-                 "Duration", "Suite", "Options"):
-        assert f"&#34;{fact}&#34;" in html or f'"{fact}"' in html, fact
+                 "Finished", "Duration", "Suite"):
+        assert f"<th>{fact}</th>" in html, fact
     assert document["run_id"] in html
-    assert 'class="compliance-summary"' in html and "<caption>Checks by category</caption>" in html
+    assert 'class="bars"' in html and "<caption>Checks by category</caption>" in html
     assert html.count('class="boot-chart"') == 1
     assert "budget 10 s" in html
     assert "<script src=" not in html and '<link href="http' not in html
@@ -214,19 +214,65 @@ def test_report_in_a_real_browser(failing_lab_report, tmp_path):
          "--virtual-time-budget=5000", "--dump-dom", html_path.as_uri()],
         capture_output=True, text=True, timeout=120)
     dom = done.stdout
-    assert "results-table" in dom, done.stderr[-2000:]
-    rows = re.findall(r'<tbody class="results-table-row \w+"[^>]*>.*?</tbody>', dom, re.S)
-    assert len(rows) == len(document["checks"])
-    outcomes = [re.search(r'<td class="col-result[^"]*">(\w+)</td>', row)[1] for row in rows]
-    assert outcomes[0] == "Failed" and outcomes.index("Passed") > outcomes.index("Failed")
-    assert outcomes.index("Warned") < outcomes.index("Passed")
+    assert '<table class="checks">' in dom, done.stderr[-2000:]
+    rows = re.findall(r'<tbody id="check-[^"]*">.*?</tbody>', dom, re.S)
+    assert len(rows) == len({(c["host"], c["check"]) for c in document["checks"]}) < len(document["checks"])
+    outcomes = [re.search(r'<span class="o (\w+)">', row)[1] for row in rows]
+    assert outcomes[0] == "failed" and outcomes.index("passed") > outcomes.index("failed")
+    assert outcomes.index("warned") < outcomes.index("passed")
     failed = next(row for row in rows if "kernel.pid_namespace" in row)
-    assert 'class="col-result collapsed"' not in failed, "a failure's details are open, not folded away"
-    for words in ("CONFIG_PID_NS=y", "CONFIG_PID_NS is not set", "Why it matters", "Remediation", "required"):
+    assert "<details open" in failed, "a failure's details are open, not folded away"
+    for words in ("CONFIG_PID_NS=y", "CONFIG_PID_NS is not set", "Why it matters", "How to fix it", "required"):
         assert words in failed, words
+    samples = next(row for row in rows if "containers.boot_time" in row)
+    assert all(f"s0{i}</span>" in samples for i in (1, 2, 3)), "one row, each sample a cell"
     assert re.search(r'<svg[^>]*class="boot-chart"', dom) and dom.count("<rect") >= 3 * 5
     page_requests = _page_requests(netlog)
     assert [url for url in page_requests if not url.startswith(("file:", "data:"))] == []
+
+
+def test_the_results_file_keeps_its_contract(failing_lab_report):
+    """The JSON validates against the schema shipped beside its writer; the verdict and exit code are
+    the run's; every check names its container in a field of its own and carries every key."""
+    import jsonschema
+
+    from lxc_compliance.report.results import OPTIONAL
+
+    _, document = failing_lab_report
+    schema = json.loads((ROOT / "lxc_compliance" / "report" / "results.schema.json").read_text())
+    jsonschema.validate(document, schema)
+    assert (document["schema_version"], document["verdict"], document["exit_code"]) == (2, "failed", 1)
+    assert document["suite"]["version"] and document["finished"] >= document["started"]
+    boot = next(c for c in document["checks"] if c["id"] == "containers.boot_time.s01")
+    assert (boot["check"], boot["container"]) == ("containers.boot_time", "s01")
+    kernel = next(c for c in document["checks"] if c["id"] == "kernel.pid_namespace")
+    assert kernel["container"] is None and all(key in kernel for key in OPTIONAL)
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (./lxcc test installs it)")
+def test_the_verdict_and_findings_read_without_javascript(failing_lab_report, tmp_path):
+    """With scripts off (a mail preview, a CI system's viewer), the page still opens on the verdict,
+    the root causes and the warnings, and shows every check, the samples' as one row each."""
+    html_path, document = failing_lab_report
+    html = html_path.read_text()
+    # Its one script opens the details before printing; the page without it is what a viewer without scripts shows
+    # (headless Chromium's dump needs scripts itself, so they are taken out of the page instead).
+    assert html.count("<script") == 1 and "beforeprint" in html
+    scriptless = tmp_path / "scriptless.html"
+    scriptless.write_text(re.sub(r"<script>.*?</script>", "", html, flags=re.S))
+    done = subprocess.run(
+        [CHROMIUM, *CHROMIUM_FLAGS, f"--user-data-dir={tmp_path / 'profile'}", "--dump-dom", scriptless.as_uri()],
+        capture_output=True, text=True, timeout=120)
+    dom = done.stdout
+    banner = re.search(r'<section class="verdict failed"><h2>failed</h2>.*?</section>', dom, re.S)
+    assert banner, done.stderr[-2000:]
+    assert "Exit code</dt><dd>1<" in banner[0] and f"{document['summary']['failed']} failed" in banner[0]
+    assert dom.index('class="verdict') < dom.index('class="root-causes"') < dom.index('class="findings"')
+    assert "kernel.pid_namespace" in dom.split('class="root-causes"', 1)[1].split("</section>", 1)[0]
+    table = re.search(r'<table class="checks">.*?</table>', dom, re.S)[0]
+    assert table.count('<tbody id="check-') == len({c["check"] for c in document["checks"]})
+    boot = re.search(r'<tbody id="check-[^"]*containers.boot_time">.*?</tbody>', table, re.S)[0]
+    assert [f"s0{i}" in boot for i in (1, 2, 3)] == [True] * 3
 
 
 def _page_requests(netlog: Path) -> list[str]:
@@ -286,13 +332,13 @@ def test_the_report_opens_on_the_root_cause_in_a_real_browser(tmp_path, suite):
                            "--virtual-time-budget=5000", "--dump-dom", (suite.report_dir / "event.html").as_uri()],
                           capture_output=True, text=True, timeout=120)
     dom = done.stdout
-    assert "results-table" in dom, done.stderr[-2000:]
+    assert '<table class="checks">' in dom, done.stderr[-2000:]
     causes = dom.index('<section class="root-causes">')
-    assert causes < dom.index('id="results-table"'), "the root causes come before the table of checks"
+    assert dom.index('<section class="verdict failed">') < causes < dom.index('<table class="checks">'), \
+        "the verdict, then the root causes, then the table of checks"
     section = dom[causes:dom.index("</section>", causes)]
     assert "network.bridge_exists" in section and f"{len(blocked)} checks not run because of it" in section
     assert all(f"<li>{check_id}</li>" in section for check_id in blocked)
-    shown = re.sub(r'data-jsonblob="[^"]*"', "", dom)  # pytest-html's data store is not the page
-    outside = re.sub(r'<details class="developer">.*?</details>', "", shown, flags=re.S)
-    assert "AssertionError" in shown and "AssertionError" not in outside, "the traceback is only in the developers' fold"
-    assert '.filters span.xfailed { display: none; }' in dom, "no counter for expected failures the suite never has"
+    link = re.search(r'<a href="#(check-[^"]+)">network.bridge_exists</a>', section)
+    assert link and f'<tbody id="{link[1]}">' in dom, "the root cause links to its row"
+    assert "AssertionError" not in dom and "Traceback" not in dom, "the page speaks the checks' words, not pytest's"
