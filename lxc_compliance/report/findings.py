@@ -93,7 +93,8 @@ def warnings_section(checks: list[dict]) -> str:
     warned = [c for c in checks if c["outcome"] == "warned"]
     if not warned:
         return ""
-    act = _grouped([c for c in warned if not c.get("by_design")])
+    # Required items first: an optional one missing matters less than a required one let through.
+    act = _grouped(sorted((c for c in warned if not c.get("by_design")), key=lambda c: c.get("severity") != "required"))
     accepted = _grouped([c for c in warned if c.get("by_design")])
     parts = []
     if act:
