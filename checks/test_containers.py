@@ -22,6 +22,16 @@ def test_capacity(check, capacity, sample_total, observed):
     assert not short, f"the host cannot start {sample_total} samples: " + "; ".join(short)
 
 
+def test_room(check, sample_room, observed):
+    if isinstance(sample_room, str):
+        pytest.skip(sample_room)
+    observed.values = {"lxcpath": sample_room.room.path}
+    observed.expected = "room for every sample's copy of the gold"
+    observed.actual = sample_room.describe()
+    short = sample_room.shortfalls
+    assert not short, "not copying the samples: " + "; ".join(short)
+
+
 def test_cgroup_delegation(check, sample_owner, delegated, observed):
     missing = sample_owner.undelegated(delegated)
     observed.expected = f"a login session of {sample_owner.name} gets its own {', '.join(delegated)} cgroups"

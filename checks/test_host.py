@@ -329,3 +329,14 @@ def test_user_slice_tasks_max(check, profile, user_manager, observed):
     observed.actual = f"TasksMax={user_manager.slice_tasks_max_setting}" + (f" ({found} tasks)" if found is not None else " (unlimited)")
     observed.values = {"uid": user_manager.uid, "minimum": minimum}
     assert found is None or found >= minimum, f"{user_manager.user}'s slice allows {found} tasks; {minimum} are needed"
+
+
+def test_fleet_room(check, planned_room, observed):
+    if isinstance(planned_room, str):
+        pytest.skip(planned_room)
+    observed.values = {"lxcpath": planned_room.room.path}
+    observed.expected = "room for every planned container, its copy of the gold and what gets installed in it"
+    observed.actual = planned_room.describe()
+    short = planned_room.shortfalls
+    assert not short, "; ".join(short)
+
