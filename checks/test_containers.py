@@ -25,11 +25,9 @@ def test_capacity(check, capacity, sample_total, observed):
 def test_room(check, sample_room, observed):
     if isinstance(sample_room, str):
         pytest.skip(sample_room)
-    observed.values = {"lxcpath": sample_room.room.path}
+    observed.values, observed.actual = {"lxcpath": sample_room.room.path}, sample_room.describe()
     observed.expected = "room for every sample's copy of the gold"
-    observed.actual = sample_room.describe()
-    short = sample_room.shortfalls
-    assert not short, "not copying the samples: " + "; ".join(short)
+    assert not sample_room.shortfalls, "not copying the samples: " + "; ".join(sample_room.shortfalls)
 
 
 def test_cgroup_delegation(check, sample_owner, delegated, observed):
