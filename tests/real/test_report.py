@@ -275,6 +275,25 @@ def test_the_verdict_and_findings_read_without_javascript(failing_lab_report, tm
     assert [f"s0{i}" in boot for i in (1, 2, 3)] == [True] * 3
 
 
+@pytest.mark.skipif(CHROMIUM is None or shutil.which("pdftotext") is None,
+                    reason="chromium and poppler-utils are not installed (./lxcc test installs them)")
+def test_the_report_prints_whole(failing_lab_report, tmp_path):
+    """Printed (Chromium's print to PDF, read back with pdftotext): every check's details, passed
+    ones included, with its severity, and no column cut off at the page's edge."""
+    html_path, document = failing_lab_report
+    pdf = tmp_path / "report.pdf"
+    subprocess.run([CHROMIUM, *CHROMIUM_FLAGS, f"--user-data-dir={tmp_path / 'profile'}", "--no-pdf-header-footer",
+                    f"--print-to-pdf={pdf}", html_path.as_uri()], capture_output=True, timeout=120, check=True)
+    text = subprocess.run(["pdftotext", "-layout", str(pdf), "-"], capture_output=True, text=True, timeout=60).stdout
+    flat = " ".join(text.split())
+    rows = {c["check"]: c for c in document["checks"]}
+    assert flat.count("Why it matters") >= len(rows), "a check's details did not print"
+    assert "Severity" in flat and "Found" in flat, "a column of the table was cut off"
+    passed = next(c for c in rows.values() if c["outcome"] == "passed" and c.get("why"))
+    assert " ".join(passed["why"].split())[:60] in flat, "a passed check's why did not print"
+    assert flat.index("failed") < flat.index("Checks by category")
+
+
 def _page_requests(netlog: Path) -> list[str]:
     """URLs the page itself asked for (the browser's own background requests excluded)."""
     log = json.loads(netlog.read_text())
