@@ -2,6 +2,8 @@
 LXC drivers, and kvm-ok's verdict. ``checks/virt.yaml`` says which items and how
 severe a miss is; readers.virt reads them, and where the real tool errs."""
 
+import pytest
+
 from lxc_compliance.readers.virt import ItemReading
 
 
@@ -21,3 +23,17 @@ def test_kvm_ok(check, virt_host, observed):
     observed.evidence = virt_host.kvm_ok_words()
     observed.values = {"fix": virt_host.kvm_fix()}
     assert kvm.creates_vm, f"KVM acceleration can NOT be used: {virt_host.kvm_ok_words()}"
+
+
+def test_libvirt_networks(check, libvirt_networks, host_network, profile, observed):
+    if libvirt_networks is None:
+        pytest.skip("libvirt's networks are not installed here (libvirt-daemon-config-network)")
+    event = profile.given("network.bridge")
+    observed.expected = (f"no libvirt network on {event} or " if event else "no libvirt network ") + \
+        "in a subnet another link of the host has"
+    observed.actual = "; ".join(n.describe() for n in libvirt_networks) or "no network defined"
+    clashes = [f"{n.name} uses {event}, the event's bridge" for n in libvirt_networks if event and n.bridge == event]
+    clashes += [f"{n.name}'s {n.address.network} ({n.bridge}) overlaps {link}'s {network}"
+                for n in libvirt_networks if n.address for link, network in host_network.overlapping(n.address.network, n.bridge)]
+    observed.values = {"network": libvirt_networks[0].name if libvirt_networks else "default"}
+    assert not clashes, "; ".join(clashes)

@@ -4,6 +4,9 @@ Debian 13 host on cgroup2 alone (files as such hosts have them)."""
 
 from __future__ import annotations
 
+from pathlib import Path
+from types import SimpleNamespace
+
 import pytest
 
 from lxc_compliance.model.catalog import Catalog
@@ -57,3 +60,41 @@ def test_cgroup2_alone_the_tool_fails_the_freezer_the_kernel_has():
     reading = ItemReading.of(ITEMS["virt.lxc_cgroup_freezer"], VirtHost(RecordedHost(UNIFIED)), tool)
     assert reading.note.startswith("virt-host-validate says FAIL: its cgroup2 code knows no freezer")
     assert reading.evidence.startswith("LXC: Checking for cgroup 'freezer'")
+
+
+class _LinkedHost(RecordedHost):
+    """A recorded host whose links carry addresses (name -> 'ADDRESS/PREFIX')."""
+
+    def __init__(self, files, links):
+        super().__init__({**files, **{f"/sys/class/net/{name}/ifindex": "1" for name in links}})
+        self.links = links
+
+    def link(self, name):
+        from lxc_compliance.readers.machine import Link
+
+        return Link(name, True, "bridge", True, addresses=(self.links[name],)) if name in self.links else Link(name)
+
+
+DEFAULT_XML = (Path(__file__).parent / "states" / "libvirt-default.xml").read_text()
+LIBVIRT = {"/etc/libvirt/qemu/networks/default.xml": DEFAULT_XML,
+           "/etc/libvirt/qemu/networks/autostart/default.xml": DEFAULT_XML}
+
+
+@pytest.mark.parametrize("br0, fails", [("10.10.0.1/24", None), ("192.168.122.10/24", "default's 192.168.122.0/24 "
+                                                                                      "\\(virbr0\\) overlaps br0's")])
+def test_libvirt_s_default_network_against_the_event_s_bridge(br0, fails):
+    import checks.test_virt as virt_checks
+    from lxc_compliance.plugin.run import Observation
+    from lxc_compliance.readers.host_network import HostNetwork
+    from lxc_compliance.readers.libvirt_net import libvirt_networks
+
+    host = _LinkedHost(LIBVIRT, {"br0": br0, "virbr0": "192.168.122.1/24"})
+    networks = libvirt_networks(host)
+    assert [n.describe() for n in networks] == [
+        "default: virbr0 192.168.122.1/24, forward nat, DHCP 192.168.122.2-192.168.122.254, starts with libvirtd, not running"]
+    check, profile = Catalog.load().by_id["virt.libvirt_networks"], SimpleNamespace(given=lambda key: "br0")
+    if fails:
+        with pytest.raises(AssertionError, match=fails):
+            virt_checks.test_libvirt_networks(check, networks, HostNetwork(host), profile, Observation())
+    else:
+        virt_checks.test_libvirt_networks(check, networks, HostNetwork(host), profile, Observation())
