@@ -52,8 +52,8 @@ table.environment th { width: 12em; }
 section.root-causes { border: 2px solid #b71c1c; padding: 4px 14px; margin: 8px 0 14px; }
 section.root-causes h2 { color: #b71c1c; margin: 6px 0; }
 section.root-causes .fix { color: #333; margin-left: 1em; }
-@media screen and (max-width: 900px) { body { margin: 8px; } table.checks col.check { width: 40%; } table.checks col.severity { width: 0; }
-  table.checks .severity { display: none; } }
+@media screen and (max-width: 900px) { body { margin: 8px; } table.checks col.check { width: 32%; }
+  table.checks col.outcome { width: 6.5em; } table.checks col.severity { width: 5.5em; } }
 @media print {
   body { margin: 0; max-width: none; font-size: 10pt; }
   .wide { overflow: visible; }

@@ -294,6 +294,22 @@ def test_the_report_prints_whole(failing_lab_report, tmp_path):
     assert flat.index("failed") < flat.index("Checks by category")
 
 
+@pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (./lxcc test installs it)")
+def test_the_report_fits_an_800px_window(failing_lab_report, tmp_path):
+    """At 800 px nothing runs off the side: the page is as wide as the window (a script of the test's
+    own, added to a copy, writes the widths into the page it dumps)."""
+    html_path, _ = failing_lab_report
+    measured = tmp_path / "measured.html"
+    measured.write_text(html_path.read_text().replace(
+        "</body>", "<script>document.body.insertAdjacentHTML('beforeend', '<p id=\"widths\">' + "
+                   "document.documentElement.scrollWidth + ' ' + window.innerWidth + '</p>')</script></body>"))
+    done = subprocess.run([CHROMIUM, *CHROMIUM_FLAGS, f"--user-data-dir={tmp_path / 'profile'}", "--window-size=800,1000",
+                           "--dump-dom", measured.as_uri()], capture_output=True, text=True, timeout=120)
+    widths = re.search(r'<p id="widths">(\d+) (\d+)</p>', done.stdout)
+    assert widths, done.stderr[-2000:]
+    assert int(widths[1]) <= int(widths[2]), f"the page is {widths[1]} px wide in a {widths[2]} px window"
+
+
 def _page_requests(netlog: Path) -> list[str]:
     """URLs the page itself asked for (the browser's own background requests excluded)."""
     log = json.loads(netlog.read_text())
