@@ -36,6 +36,15 @@ def find_socket(environ=os.environ, server: str = "lxd") -> Path | None:
     return next((Path(path) for path in candidates if Path(path).is_socket()), None)
 
 
+def find_socket_on(host, server: str = "lxd") -> str | None:
+    """The server's socket on HOST (any Host: this machine or one over ssh), looked for where
+    find_socket looks, Incus's first for SERVER incus."""
+    from lxc_compliance.readers.machine import OTHER
+
+    candidates = dict.fromkeys([*(INCUS_SOCKETS if server == "incus" else ()), *SOCKETS, *INCUS_SOCKETS])
+    return next((path for path in candidates if host.kind(path) == OTHER), None)
+
+
 def guarded_session(url: str, allowed):
     """A requests session for URL (pylxd's, over the unix socket) that sends a
     request only when ALLOWED(method, url, kwargs) says so; GET always goes."""

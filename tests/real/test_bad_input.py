@@ -93,7 +93,7 @@ BAD_INPUTS = {
         ("--profile={dir}/nobridge.yaml",), 1, ("no link lxcctnobr0",), "network.bridge_exists",
         {"nobridge.yaml": b"categories: [network]\nnetwork: {bridge: lxcctnobr0}\n"}),
     "lxc-not-installed": BadInput(("--profile=lab", "-m", "containers", "--samples=1"), 1,
-                                  ("LXC is not installed", "apt-get install lxc"), "containers.running.s01", without=("lxc-",),
+                                  ("LXC is not installed", "apt-get install lxc"), "containers.room", without=("lxc-",),
                                   host_wide=True),
     "dnsmasq-not-installed": BadInput(("--profile=lab", "-m", "network"), 1, ("dnsmasq is not installed", "apt-get install dnsmasq-base"),
                                       "network.bridge_exists", without=("dnsmasq",)),

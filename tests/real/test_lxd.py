@@ -292,6 +292,44 @@ def test_a_killed_run_s_lxd_samples_are_removed_by_cleanup(lxd_host, tmp_path):
     assert {**after, "images": before["images"]} == before
 
 
+def test_the_server_of_another_host_is_read_over_ssh(suite, lxd_host, profile, lab_gold, tmp_path):
+    """--hosts=ssh://...: the server is read through its socket forwarded over the same ssh connection
+    (an sshd of the test's own on loopback serves this machine as another host), GET only, every result
+    keyed by that host and in that server's words; the forward is gone afterwards."""
+    import glob
+    import os
+
+    import psutil
+
+    from loopback_sshd import loopback_sshd
+
+    remote = profile.with_name("over-ssh.yaml")
+    remote.write_text(profile.read_text().replace("memory_limit:", f"socket: {lxd_host.socket}, memory_limit:"))
+    before = _server_state(lxd_host.socket)
+    with loopback_sshd(lab_gold.rootfs, tmp_path / "sshd") as (spec, ssh_config):
+        result = suite.run(f"--profile={remote}", f"--hosts={spec}", f"--ssh-config={ssh_config}", timeout=300,
+                           env={"LXD_DIR": "/nonexistent", "INCUS_DIR": "/nonexistent"})
+    assert result.returncode in (0, 1), result.stdout[-3000:] + result.stderr[-2000:]
+    document = suite.results(remote.stem)
+    checks = {c["id"]: c for c in document["checks"]}
+    words = SERVERS[lxd_host.kind]
+    daemon = checks["lxd.daemon"]
+    assert daemon["outcome"] == "passed" and f"on {lxd_host.socket}" in daemon["actual"], daemon
+    assert daemon["title"] == f"The {words['server']} daemon answers on its socket"
+    assert {c["host"] for c in document["checks"]} == {document["hosts"][0]["hostname"]}
+    assert {f"security.lxd_privileged.{name}" for name in INSTANCES} <= set(checks)
+    assert checks["lxd.dhcp_exchange"]["outcome"] == "skipped" and "not run over ssh" in checks["lxd.dhcp_exchange"]["message"]
+    assert checks["security.lxd_guest_socket.t1"]["outcome"] == "skipped"
+    failed = {i: c["message"] for i, c in checks.items() if c["outcome"] == "failed"}
+    assert failed == {}, failed
+    assert _server_state(lxd_host.socket) == before
+    run = document["run_id"]
+    assert glob.glob(f"/tmp/lxc-compliance-{run}-forward-*") == []
+    forwards = [p.info["cmdline"] for p in psutil.process_iter(["cmdline"])
+                if any("forwarded.socket" in arg for arg in p.info["cmdline"] or [])]
+    assert forwards == [] and os.path.exists(lxd_host.socket)
+
+
 def test_a_stopped_daemon_is_one_failure_and_blocks_the_rest(suite, lxd_host, profile):
     """Last: the daemon is gone for the rest of the module (the fixture's teardown tolerates it)."""
     subprocess.run([*lxd_host.daemon.admin, "shutdown", "--timeout=30"], env=lxd_host.env, capture_output=True, timeout=60)

@@ -62,7 +62,7 @@ def test_the_server_that_answers_gives_its_words():
 
 
 def test_incus_words_leave_no_lxd_command_in_the_lxd_checks():
-    run = SimpleNamespace(words=SERVERS["incus"])
+    run = SimpleNamespace(words_of=lambda label="local": SERVERS["incus"])
     lxd_checks_ids = [c for c in CATALOG.checks if c.category == "lxd" or c.id.split(".")[1].startswith("lxd_")]
     assert len(lxd_checks_ids) > 20
     for check in lxd_checks_ids:
