@@ -136,7 +136,8 @@ def planned_fleet_room(host: Host, lxcpath: str, gold: str, planned: int, clone:
     yet as copies of it and every one with BUDGET; or why it cannot be told (a string)."""
     names = host.listdir(lxcpath)
     if names is None:
-        return f"there is no lxcpath {lxcpath}"
+        # Said as the missing gold it means: an owner who has made no container has no lxcpath yet.
+        return f"there is no gold container {gold} to size the copies by ({lxcpath} does not exist)"
     if gold not in names or not host.is_file(f"{lxcpath}/{gold}/config"):
         return f"there is no gold container {gold} in {lxcpath} to size the copies by"
     made = [n for n in names if n != gold and not n.startswith("lxcc-gold-") and host.is_file(f"{lxcpath}/{n}/config")]

@@ -213,3 +213,13 @@ def test_limits_d_after_limits_conf_by_name():
                      "/etc/security/limits.conf": "# stock\nroot - nofile 5\n"})
     assert [line.where for line in limits_lines(host)] == [
         "/etc/security/limits.conf:2", "/etc/security/limits.d/10-a.conf:1", "/etc/security/limits.d/90-b.conf:1"]
+
+
+@pytest.mark.parametrize("files", [{}, {"/home/inst/.local/share/lxc/other/config": ""}],
+                         ids=["no lxcpath yet", "another container only"])
+def test_the_room_without_its_gold_says_the_gold_is_missing(files):
+    """An owner who has made no container yet has no lxcpath: that is still a missing gold."""
+    from lxc_compliance.readers.room import planned_fleet_room
+
+    why = planned_fleet_room(RecordedHost(files), "/home/inst/.local/share/lxc", "gold", 40, "copy", 0)
+    assert why.startswith("there is no gold container gold "), why

@@ -3,10 +3,14 @@ with fakes of /proc/PID and /sys, and the capability arithmetic."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from lxc_compliance.readers.security import (Confinement, RunningInit, apparmor_enabled, decode_capabilities,
                                              effective_capabilities)
+
+STATES = Path(__file__).parent / "states"
 
 # The unit tier (./lxcc test --unit): no root, no container, no network.
 pytestmark = pytest.mark.unit
@@ -78,7 +82,8 @@ _STOCK_PRIVILEGED = {"capabilities": "1fcfcfcffff", "seccomp": "2",
 def _report(raw: dict, privileged: bool = True, config: dict | None = None):
     from lxc_compliance.readers.denial import ProbeReport
 
-    common = {"lxc.seccomp.profile": "/usr/share/lxc/config/common.seccomp",
+    # LXC's own policy as its repository ships it (config/templates/common.seccomp), not this machine's copy.
+    common = {"lxc.seccomp.profile": str(STATES / "common.seccomp"),
               "lxc.cap.drop": "mac_admin mac_override sys_time sys_module sys_rawio"}
     return ProbeReport("c1", raw, privileged, Confinement({**common, **(config or {})}))
 
