@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from lxc_compliance.model.versions import parse_version
 from lxc_compliance.readers.cgroups import Cgroups
@@ -226,6 +227,15 @@ class VirtHost:
         return self.host.run("test -r %s -a -w %s", path, path).rc == 0
 
 
+class Judgement(NamedTuple):
+    """One item judged: the verdict the host deserves, the one virt-host-validate gives
+    (None where it prints no such line), and what was found."""
+
+    deserved: Verdict
+    tool: Verdict | None
+    found: str
+
+
 @dataclass(frozen=True)
 class ItemReading:
     """One virt-host-validate item on one host: the verdict it deserves, what was found, the line the
@@ -239,7 +249,7 @@ class ItemReading:
 
     @classmethod
     def of(cls, item: dict, virt: VirtHost, tool: "ToolLines") -> "ItemReading":
-        verdict, reproduced, found = evaluate(item, virt)
+        verdict, reproduced, found = evaluate(item, virt)  # a Judgement
         line = tool.line(item["driver"], item["says"])
         says = tool.verdict(item["driver"], item["says"]) if tool.installed else (reproduced.result if reproduced else None)
         errs = item.get("errs") or "its reading differs (the evidence has its line)"
@@ -252,9 +262,8 @@ class ItemReading:
         return cls(verdict, found, evidence, note)
 
 
-def evaluate(item: dict, virt: VirtHost) -> tuple[Verdict, Verdict | None, str]:
-    """ITEM (a catalogue check's ``validate``) on VIRT: (the verdict the host deserves,
-    the one virt-host-validate gives or None where it prints no such line, what was found)."""
+def evaluate(item: dict, virt: VirtHost) -> Judgement:
+    """ITEM (a catalogue check's ``validate``) on VIRT, judged as the host deserves and as the tool would."""
     kind, level, hint = item["kind"], item["level"], item.get("hint", "")
     fail = Verdict(level, hint)
     if kind == "hardware_virtualization":
@@ -262,9 +271,9 @@ def evaluate(item: dict, virt: VirtHost) -> tuple[Verdict, Verdict | None, str]:
         tool = Verdict("PASS") if flag else Verdict("FAIL", hint)
         kvm = virt.kvm
         if flag:
-            return tool, tool, f"CPU flag {flag}; {kvm}"
+            return Judgement(tool, tool, f"CPU flag {flag}; {kvm}")
         found = f"no vmx or svm among the CPU flags; {kvm}"
-        return (Verdict("PASS") if kvm.creates_vm else tool), tool, found
+        return Judgement(Verdict("PASS") if kvm.creates_vm else tool, tool, found)
     if kind in ("device", "device_access"):
         path = item["path"]
         # The tool looks at /dev/kvm only where the CPU flags show hardware virtualization.
@@ -272,27 +281,27 @@ def evaluate(item: dict, virt: VirtHost) -> tuple[Verdict, Verdict | None, str]:
         if kind == "device_access":
             there = virt.accessible(path)
             verdict = Verdict("PASS") if there else fail
-            return verdict, verdict if shown else None, \
-                f"{path} {'opens read-write' if there else 'does not open read-write'} for this user"
+            opens = "opens read-write" if there else "does not open read-write"
+            return Judgement(verdict, verdict if shown else None, f"{path} {opens} for this user")
         there = virt.host.exists(path)
         tool = Verdict("PASS") if there else fail
         found = virt.node(path)
         # A node of /dev must be a character device (an empty file there passes the tool's access(F_OK)).
         real = there and (not path.startswith("/dev/") or found.startswith("character device"))
-        return (Verdict("PASS") if real else fail), tool if shown else None, f"{path}: {found}"
+        return Judgement(Verdict("PASS") if real else fail, tool if shown else None, f"{path}: {found}")
     if kind == "namespace":
         there = virt.host.exists(f"/proc/self/ns/{item['namespace']}")
         verdict = Verdict("PASS") if there else fail
-        return verdict, verdict, f"/proc/self/ns/{item['namespace']} {'exists' if there else 'is missing'}"
+        return Judgement(verdict, verdict, f"/proc/self/ns/{item['namespace']} {'exists' if there else 'is missing'}")
     if kind == "cgroup":
         name = item["controller"]
         tool_finds, really, where = virt.controller(name)
         tool = Verdict("PASS") if tool_finds else Verdict(level, CGROUP_HINT.format(name))
-        return (Verdict("PASS") if really else Verdict(level, CGROUP_HINT.format(name))), tool, where
+        return Judgement(Verdict("PASS") if really else Verdict(level, CGROUP_HINT.format(name)), tool, where)
     if kind == "kernel":
         release = virt.host.release()
         verdict = Verdict("PASS") if virt.kernel_at_least(item["version"]) else fail
-        return verdict, verdict, f"Linux {release}"
+        return Judgement(verdict, verdict, f"Linux {release}")
     if kind == "iommu":
         return _iommu(virt, level)
     if kind == "iommu_kernel":
@@ -302,34 +311,34 @@ def evaluate(item: dict, virt: VirtHost) -> tuple[Verdict, Verdict | None, str]:
     raise ValueError(f"no such virt-host-validate item kind: {kind}")
 
 
-def _iommu(virt: VirtHost, level: str) -> tuple[Verdict, Verdict, str]:
+def _iommu(virt: VirtHost, level: str) -> Judgement:
     flag = virt.hardware_flag
     table = {"vmx": "DMAR", "svm": "IVRS"}.get(flag or "")
     if table is None:
         verdict = Verdict(level, "Unknown if this platform has IOMMU support")
-        return verdict, verdict, "no vmx or svm CPU flag: the tool cannot tell Intel's or AMD's IOMMU"
+        return Judgement(verdict, verdict, "no vmx or svm CPU flag: the tool cannot tell Intel's or AMD's IOMMU")
     if not virt.host.exists(f"/sys/firmware/acpi/tables/{table}"):
         verdict = Verdict(level, f"No ACPI {table} table found, IOMMU either disabled in BIOS or not supported by "
                                  "this hardware platform")
-        return verdict, verdict, f"no /sys/firmware/acpi/tables/{table}"
-    return Verdict("PASS"), Verdict("PASS"), f"ACPI {table} present"
+        return Judgement(verdict, verdict, f"no /sys/firmware/acpi/tables/{table}")
+    return Judgement(Verdict("PASS"), Verdict("PASS"), f"ACPI {table} present")
 
 
-def _iommu_kernel(virt: VirtHost, level: str) -> tuple[Verdict, Verdict | None, str]:
+def _iommu_kernel(virt: VirtHost, level: str) -> Judgement:
     """The tool's second IOMMU line, printed only where the first found Intel's or AMD's table."""
     flag = virt.hardware_flag
     table = {"vmx": "DMAR", "svm": "IVRS"}.get(flag or "")
     groups = virt.host.listdir("/sys/kernel/iommu_groups")
     if table is None or not virt.host.exists(f"/sys/firmware/acpi/tables/{table}") or groups is None:
-        return Verdict("PASS"), None, "no IOMMU the kernel could enable (virt.qemu_iommu says why)"
+        return Judgement(Verdict("PASS"), None, "no IOMMU the kernel could enable (virt.qemu_iommu says why)")
     if not groups:
         verdict = Verdict(level, "IOMMU appears to be disabled in kernel. Add "
                                  f"{'intel_iommu=on' if flag == 'vmx' else 'iommu=pt iommu=1'} to kernel cmdline arguments")
-        return verdict, verdict, "/sys/kernel/iommu_groups is empty"
-    return Verdict("PASS"), Verdict("PASS"), f"{len(groups)} IOMMU groups"
+        return Judgement(verdict, verdict, "/sys/kernel/iommu_groups is empty")
+    return Judgement(Verdict("PASS"), Verdict("PASS"), f"{len(groups)} IOMMU groups")
 
 
-def _secure_guest(virt: VirtHost, level: str) -> tuple[Verdict, Verdict, str]:
+def _secure_guest(virt: VirtHost, level: str) -> Judgement:
     if "sev" in virt.cpu_flags:
         value = (virt.host.text("/sys/module/kvm_amd/parameters/sev") or "").strip()
         if not value:
@@ -341,9 +350,9 @@ def _secure_guest(virt: VirtHost, level: str) -> tuple[Verdict, Verdict, str]:
             verdict = Verdict(level, "AMD Secure Encrypted Virtualization appears to be disabled in firmware.")
         else:
             verdict = Verdict("PASS")
-        return verdict, verdict, f"CPU flag sev; kvm_amd.sev = {value or '(no such parameter)'}"
+        return Judgement(verdict, verdict, f"CPU flag sev; kvm_amd.sev = {value or '(no such parameter)'}")
     verdict = Verdict(level, "Unknown if this platform has Secure Guest support")
-    return verdict, verdict, "no sev CPU flag (AMD SEV) and not s390x"
+    return Judgement(verdict, verdict, "no sev CPU flag (AMD SEV) and not s390x")
 
 
 _LINE = re.compile(r"^\s*(QEMU|LXC|BHYVE|CH):\s+Checking (.+?)\s*:\s+(PASS|WARN|FAIL|NOTE)(?: \((.*)\))?\s*$")

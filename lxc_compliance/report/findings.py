@@ -35,6 +35,11 @@ table.container-matrix td.warned { color: #8a4b00; } table.container-matrix td.s
 """
 
 
+def tip(check: dict) -> str:
+    """A cell's tooltip, escaped for an attribute: what was found, else the outcome."""
+    return escape(check.get("message") or check.get("actual") or check["outcome"], quote=True)
+
+
 def _plural(count: int, word: str) -> str:
     return f"{count} {word}{'' if count == 1 else 's'}"
 
@@ -137,8 +142,7 @@ def container_matrix(checks: list[dict], caption: str, select) -> str:
             if check is None:
                 cells.append("<td></td>")
                 continue
-            tip = escape(check.get("message") or check.get("actual") or check["outcome"], quote=True)
-            cells.append(f'<td class="{check["outcome"]}" title="{tip}">{SYMBOLS.get(check["outcome"], "?")}'
+            cells.append(f'<td class="{check["outcome"]}" title="{tip(check)}">{SYMBOLS.get(check["outcome"], "?")}'
                          f'<span class="sr"> {check["outcome"]}</span></td>')
         rows.append(f'<tr><th class="check">{escape(check_id)}<br><small>{escape(group[0]["title"])}</small></th>'
                     f"{''.join(cells)}</tr>")

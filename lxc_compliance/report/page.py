@@ -124,7 +124,7 @@ def _row(group: list[dict], many: bool) -> str:
     containers = [c for c in group if c.get("container")]
     if containers:
         found = '<div class="cells">' + "".join(
-            f'<span class="o {c["outcome"]}" title="{escape(c.get("message") or c.get("actual") or c["outcome"], quote=True)}">'
+            f'<span class="o {c["outcome"]}" title="{findings.tip(c)}">'
             f'{findings.SYMBOLS.get(c["outcome"], "?")} {escape(c["container"])}</span>' for c in containers) + "</div>"
         counts = Counter(c["outcome"] for c in containers)
         found += escape(", ".join(f"{n} {o}" for o, n in sorted(counts.items(), key=lambda kv: RANK.get(kv[0], 9))))
@@ -160,30 +160,58 @@ def category_bars(checks: list[dict]) -> str:
             + "".join(rows) + "</table>")
 
 
+def _table(rows: list[tuple[str, object]], anchor_id: str = "") -> str:
+    body = "".join(f"<tr><th>{escape(k)}</th><td>{escape(str(v))}</td></tr>" for k, v in rows if v)
+    where = f' id="{anchor_id}"' if anchor_id else ""
+    return f'<table class="environment"{where}>{body}</table>'
+
+
+def _host_facts(entry: dict) -> list[tuple[str, object]]:
+    if not entry.get("reachable", True):
+        return [("Host", entry.get("spec")), ("Unreachable", entry.get("error"))]
+    return [("Host", entry.get("hostname")), ("Distribution", entry.get("distribution")),
+            ("Kernel release", entry.get("kernel_release")), ("LXC version", entry.get("lxc_version") or "not installed"),
+            ("Kernel config", entry.get("kernel_config") or "none found"), ("cgroup layout", entry.get("cgroup_layout")),
+            ("Results file", entry.get("source"))]
+
+
 def environment(document: dict) -> str:
+    """The run's facts, then each host's (one table per host, the host table's links land there)."""
     hosts = document.get("hosts") or [dict(document.get("host") or {}, reachable=True)]
-    rows = []
-    for entry in hosts:
-        prefix = f"{entry.get('hostname', '?')}: " if len(hosts) > 1 else ""
-        if not entry.get("reachable", True):
-            rows.append((f"{prefix}Host", f"{entry.get('spec', '')}: unreachable: {entry.get('error')}"))
-            continue
-        rows += [(f"{prefix}Host", entry.get("hostname")), (f"{prefix}Distribution", entry.get("distribution")),
-                 (f"{prefix}Kernel release", entry.get("kernel_release")),
-                 (f"{prefix}LXC version", entry.get("lxc_version") or "not installed"),
-                 (f"{prefix}Kernel config", entry.get("kernel_config") or "none found"),
-                 (f"{prefix}cgroup layout", entry.get("cgroup_layout"))]
     suite = document.get("suite") or {}
     evidence = document.get("evidence") or {}
-    rows += [("Profile", " extends ".join(document.get("profile_chain") or [document.get("profile", "")])),
-             ("Run id", document.get("run_id")), ("Started", document.get("started")),
-             ("Finished", document.get("finished")),
-             ("Duration", f"{document['duration_s']:.1f} s" if document.get("duration_s") is not None else None),
-             ("Suite", " ".join(filter(None, [suite.get("version"), suite.get("commit")]))),
-             ("Evidence", f"{evidence['bundle']}: EVIDENCE.sha256 sha256 {evidence['evidence_manifest_sha256']}"
-              if evidence else None)]
-    body = "".join(f"<tr><th>{escape(k)}</th><td>{escape(str(v))}</td></tr>" for k, v in rows if v)
-    return f'<h2>Environment</h2><table class="environment">{body}</table>'
+    merged = document.get("merged_from")
+    run = [("Profile", " extends ".join(document.get("profile_chain") or [document.get("profile") or ""])),
+           ("Run id", document.get("run_id")), ("Started", document.get("started")),
+           ("Finished", document.get("finished")),
+           ("Duration", f"{document['duration_s']:.1f} s" if document.get("duration_s") is not None else None),
+           ("Merged from", f"{len(merged)} results files: {', '.join(merged)}" if merged else None),
+           ("Suite", " ".join(filter(None, [suite.get("version"), suite.get("commit")]))),
+           ("Evidence", f"{evidence['bundle']}: EVIDENCE.sha256 sha256 {evidence['evidence_manifest_sha256']}"
+            if evidence else None)]
+    if len(hosts) == 1:
+        return "<h2>Environment</h2>" + _table(_host_facts(hosts[0]) + run)
+    return "<h2>Environment</h2>" + _table(run) + "".join(
+        f"<h3>{escape(entry.get('hostname') or entry.get('spec') or '?')}</h3>"
+        + _table(_host_facts(entry), views.anchor(entry.get("hostname") or entry.get("spec") or "?")) for entry in hosts)
+
+
+def baseline_gate(document: dict) -> str:
+    """What changed against the baseline run (--baseline): new failures first; '' without one.
+
+    >>> baseline_gate({"baseline": {"path": "b.json", "new": ["h1: a"], "fixed": [], "known": ["h1: b"],
+    ...                             "removed": [], "changed": ["h1: lxc_version 5.0.2 -> 6.0.4"]}}).split("</h2>")[0]
+    '<section class="findings"><h2>Against the baseline b.json: 1 new, 0 fixed, 1 known, 0 removed'
+    """
+    gate = document.get("baseline")
+    if not gate:
+        return ""
+    counts = ", ".join(f"{len(gate.get(k) or [])} {k}" for k in ("new", "fixed", "known", "removed"))
+    lists = "".join(f"<li>{escape(word)}: {escape(', '.join(gate[key]))}</li>"
+                    for key, word in (("new", "new failures"), ("fixed", "fixed"), ("removed", "no longer checked"),
+                                      ("changed", "changed since the baseline")) if gate.get(key))
+    return (f'<section class="findings"><h2>Against the baseline {escape(str(gate.get("path")))}: {escape(counts)}</h2>'
+            f"<ul>{lists}</ul></section>")
 
 
 def legend() -> str:
@@ -215,9 +243,10 @@ def render(document: dict, budgets: dict[str, float | None] | None = None) -> st
     where = f"{len(hosts)} hosts" if many else (document.get("host") or {}).get("hostname", "?")
     title = f"lxc-compliance: {document.get('profile', '?')} profile on {where}"
     budgets = budgets or {}
-    parts = [findings.verdict_banner(document), _root_causes(document), findings.warnings_section(checks)]
+    parts = [findings.verdict_banner(document), baseline_gate(document), _root_causes(document),
+             findings.warnings_section(checks)]
     if many:
-        parts.append(views.host_category_table(document))
+        parts.append(views.host_category_table(document, link=True))
     parts.append(category_bars(checks))
     parts.append(f"<h2>Checks</h2><p>{len(rows_of(checks))} checks, {len(checks)} results "
                  "(a check of several containers is one row, each container a cell); worst first.</p>")

@@ -6,7 +6,6 @@ results. No traceback reaches the user in any case."""
 from __future__ import annotations
 
 import contextlib
-import os
 import shutil
 import sys
 import tempfile

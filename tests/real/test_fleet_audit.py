@@ -12,8 +12,6 @@ import json
 import re
 from pathlib import Path
 
-import pytest
-
 from conftest import ROOT, UNIFIED_VIEW
 from hostsnapshot import HostSnapshot
 

@@ -14,7 +14,8 @@ from configs import SYNTHETIC
 from lxc_compliance.readers import checkconfig
 from lxc_compliance.model.catalog import Catalog
 from lxc_compliance.readers.cgroups import Cgroups
-from lxc_compliance.readers.kernel_config import KernelConfig, parse_version
+from lxc_compliance.model.versions import parse_version
+from lxc_compliance.readers.kernel_config import KernelConfig
 from lxc_compliance.readers.kernel import KernelFeature, PrivilegedHelper
 from lxc_compliance.model.yamlfile import YamlError, load_yaml
 
