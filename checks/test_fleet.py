@@ -34,6 +34,16 @@ def test_rootfs(check, loaded, observed):
     assert loaded.guest.present, f"{loaded.label}: {loaded.rootfs} is missing"
 
 
+def test_backing_store(check, loaded, host, observed):
+    store = loaded.backing_store(host)
+    problem, found = store.problem(host)
+    _where(loaded, observed, kind=store.kind, source=store.source, problem=problem or "")
+    observed.expected = f"{store.kind} storage this host can mount"
+    observed.actual = f"{store.kind}: {found}"
+    observed.evidence = f"lxc.rootfs.path = {loaded.rootfs_value or '(unset: ' + loaded.default_rootfs + ')'}"
+    assert problem is None, f"{loaded.label}: its {store.kind} storage cannot be mounted here: {problem}"
+
+
 def _limit(loaded, fleet_limits, cgroup_dialect, observed, which: str):
     """The memory or memory+swap limit, in the dialect the host applies."""
     wanted = fleet_limits.memory if which == "memory" else fleet_limits.memsw

@@ -8,6 +8,7 @@ import pytest
 
 from lxc_compliance.readers import host as host_facts
 from lxc_compliance.readers import tuning
+from lxc_compliance.readers.backing import union_lines
 from lxc_compliance.readers.cgroup_dialect import applied_limit, limit_lines
 from lxc_compliance.readers.formats import parse_size
 from lxc_compliance.readers.host import KernelCommandLine, MemoryAccounting
@@ -282,6 +283,18 @@ def test_minimum_version(check, target, profile, observed):
     found = host_facts.version_of(text)
     assert found is not None, f"cannot tell the version ({observed.actual})"
     assert found >= host_facts.version_of(minimum), f"{text} is older than {minimum}"
+
+
+def test_fstab_union(check, host, observed):
+    lines = union_lines(host)
+    missing = [line for line in lines if not line.kernel_has]
+    observed.values = {"lines": ", ".join(line.where for line in missing) or "none"}
+    observed.expected = "no aufs or unionfs mount, or a kernel that has it"
+    observed.actual = "; ".join(f"{line.where}: {line.fstype} on {line.target}" for line in lines) or "no union mounts"
+    observed.evidence = "\n".join(f"{line.where}: {line.line}" for line in lines)
+    assert not missing, (f"{len(missing)} /etc/fstab line(s) mount {missing[0].fstype}, which this kernel does not "
+                         f"have (/proc/filesystems): {', '.join(line.target for line in missing[:3])}"
+                         + (" ..." if len(missing) > 3 else "") + f"; use {missing[0].replacement}")
 
 
 def test_virtualization(check, host, observed):
