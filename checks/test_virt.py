@@ -37,3 +37,11 @@ def test_libvirt_networks(check, libvirt_networks, host_network, profile, observ
                 for n in libvirt_networks if n.address for link, network in host_network.overlapping(n.address.network, n.bridge)]
     observed.values = {"network": libvirt_networks[0].name if libvirt_networks else "default"}
     assert not clashes, "; ".join(clashes)
+
+
+def test_libvirt_lxc_driver(check, libvirt_lxc, observed):
+    observed.values = {"uri": libvirt_lxc.uri}
+    observed.expected = f"{libvirt_lxc.uri} answers and offers container guests (os_type exe)"
+    observed.actual = libvirt_lxc.describe()
+    observed.evidence = f"virsh --readonly -c {libvirt_lxc.uri} capabilities"
+    assert libvirt_lxc.problem is None, libvirt_lxc.problem

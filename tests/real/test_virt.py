@@ -9,11 +9,13 @@ where the catalogue says the tool errs, and its note says so."""
 from __future__ import annotations
 
 import fcntl
+import glob
 import os
 import re
 import shutil
 import subprocess
 
+import psutil
 import pytest
 import yaml
 
@@ -112,3 +114,50 @@ def test_each_item_is_the_tool_s_verdict_or_a_documented_divergence(variant, sui
         assert checks["virt.kvm_ok"]["outcome"] == "failed" and "KVM_CREATE_VM fails" in checks["virt.kvm_ok"]["message"]
     if variant == "unified cgroup view":
         assert checks["virt.lxc_cgroup_memory"]["outcome"] == "failed" and "hugetlb" in checks["virt.lxc_cgroup_memory"]["actual"]
+
+
+# libvirt's daemon with the LXC driver, for real, in a private mount namespace: /run, /var/lib, /var/cache
+# and /var/log are its own tmpfs and /etc/libvirt a copy, so nothing of it outlives the namespace; only the
+# drivers in $DRIVERS load (LIBVIRT_DRIVER_DIR), none of them the network's or QEMU's.
+DAEMON_VIEW = ("unshare", "--mount", "--propagation", "private", "sh", "-c", """
+for folder in /run /var/lib /var/cache /var/log; do mount -t tmpfs -o size=64m,mode=755 none $folder; done
+mkdir -p /run/libvirt /var/lib/libvirt /var/cache/libvirt /var/log/libvirt
+mount --bind "$ETC" /etc/libvirt
+LIBVIRT_DRIVER_DIR="$DRIVERS" "$DAEMON" -p "$PIDFILE" > "$DAEMON_LOG" 2>&1 &
+daemon=$!
+for _ in $(seq 100); do [ -S /run/libvirt/libvirt-sock-ro ] || [ -S /run/libvirt/virtlxcd-sock-ro ] && break; sleep 0.1; done
+"$@"; status=$?
+kill $daemon; wait $daemon
+exit $status
+""", "daemon-view")
+DRIVER_FOLDERS = sorted(os.path.dirname(p) for p in glob.glob("/usr/lib/*/libvirt/connection-driver/libvirt_driver_lxc.so"))
+
+
+@pytest.mark.skipif(not DRIVER_FOLDERS or not shutil.which("libvirtd"),
+                    reason="libvirt's daemon and LXC driver are not installed (./lxcc test installs them)")
+@pytest.mark.parametrize("drivers, outcome", [("lxc", "passed"), ("secret", "failed"), (None, "failed")],
+                         ids=["LXC driver loaded", "daemon without the LXC driver", "no daemon"])
+def test_libvirt_s_lxc_driver_is_ready_only_where_it_answers(drivers, outcome, suite, tmp_path):
+    profile = tmp_path / "virt-lxc.yaml"
+    profile.write_text(f"extends: {ROOT / 'profiles' / 'virt.yaml'}\nvirt: {{lxc_driver: true}}\n")
+    etc, folder, log = tmp_path / "etc", tmp_path / "drivers", tmp_path / "daemon.log"
+    shutil.copytree("/etc/libvirt", etc)
+    folder.mkdir()
+    if drivers:
+        os.symlink(f"{DRIVER_FOLDERS[0]}/libvirt_driver_{drivers}.so", folder / f"libvirt_driver_{drivers}.so")
+    # Where libvirt ships its per-driver daemons (Debian 13), lxc:/// goes to virtlxcd; else to libvirtd.
+    daemon = shutil.which("virtlxcd") if drivers == "lxc" and shutil.which("virtlxcd") else shutil.which("libvirtd")
+    env = {"ETC": str(etc), "DRIVERS": str(folder), "DAEMON": daemon, "PIDFILE": str(tmp_path / "daemon.pid"),
+           "DAEMON_LOG": str(log)}
+    result = suite.run("--profile=" + str(profile), "-k", "lxc_driver", env=env, timeout=120,
+                       prefix=DAEMON_VIEW if drivers else ())
+    assert result.returncode == (0 if outcome == "passed" else 1), result.stdout[-3000:] + result.stderr[-2000:]
+    check = next(c for c in suite.results("virt-lxc")["checks"] if c["id"] == "virt.lxc_driver")
+    assert check["outcome"] == outcome, (check, log.read_text() if log.exists() else "")
+    if outcome == "passed":
+        assert "through /usr/lib/libvirt/libvirt_lxc" in check["actual"], check
+    else:
+        assert check["message"].startswith("libvirt's LXC driver does not answer on lxc:///system: "), check
+    # The daemon went with its namespace: no libvirt process and nothing of it on the host.
+    assert not [p for p in psutil.process_iter(["name"]) if p.info["name"] in ("libvirtd", "virtlxcd")]
+    assert not os.path.exists("/run/libvirt")
