@@ -223,3 +223,17 @@ def test_the_room_without_its_gold_says_the_gold_is_missing(files):
 
     why = planned_fleet_room(RecordedHost(files), "/home/inst/.local/share/lxc", "gold", 40, "copy", 0)
     assert why.startswith("there is no gold container gold "), why
+
+
+def test_the_lab_s_own_delegation_is_no_host_check_and_the_workshop_s_is():
+    """lab-unprivileged adds devices to the pam_cgfs line for its own user and takes it out after:
+    a stock host's line is no failure there (as it was on a fresh machine), while a workshop host's is checked."""
+    from types import SimpleNamespace
+
+    from lxc_compliance.plugin.settings import delegated_controllers
+
+    check = CATALOG.by_id["host.pam_cgfs"]
+    lab = load("lab-unprivileged", CATALOG)
+    assert check.not_applicable(None, SimpleNamespace(layout="hybrid"), lab) == "the profile sets no host.pam_cgfs_controllers"
+    assert "devices" in delegated_controllers(lab)
+    assert check.not_applicable(None, SimpleNamespace(layout="hybrid"), WORKSHOP) is None and "devices" in delegated_controllers(WORKSHOP)
