@@ -119,6 +119,7 @@ def test_ipv4(check, sample, sample_index, fleet, address_plan, observed):
     observed.expected = address_plan.describe(sample_index)
     sharing = fleet.sharing_address(sample)
     observed.actual = sample.address or f"no address: {sample.error}"
+    observed.evidence = sample.inside
     observed.values = {"name": sample.name}
     assert sample.address, sample.error or f"{sample.name} got no IPv4 address"
     assert address_plan.allows(sample_index, sample.address), f"{sample.address} is outside {first}-{last}"
@@ -187,7 +188,7 @@ def test_ssh_login(check, sample, sample_index, fleet, observed):
     observed.actual = (f"{sample.login['method']} login; hostname {sample.login['hostname']}, PID 1 {sample.login['pid1']}"
                        if sample.login else f"no login: {sample.error}")
     observed.evidence = sample.banner if sample.login else "\n".join(
-        filter(None, [sample.banner, "slowest units of the boot:", sample.slowest_units()]))
+        filter(None, [sample.banner, sample.inside, "slowest units of the boot:", sample.slowest_units()]))
     assert sample.login, sample.error or "no login"
     assert sample.login["hostname"] == sample.name, f"hostname is {sample.login['hostname']}, not {sample.name}"
     assert sample.login["pid1"] == "systemd", f"PID 1 is {sample.login['pid1']}, not systemd"

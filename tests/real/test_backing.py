@@ -15,8 +15,6 @@ import pytest
 
 from conftest import ROOT
 
-pytestmark = pytest.mark.xdist_group("host-state")
-
 # The suite's view: the btrfs image mounted at $BTRFS and $FSTAB over /etc/fstab, in its namespace only.
 PRIVATE_VIEW = ("unshare", "--mount", "--propagation", "private", "sh", "-c",
                 'mount -o loop "$IMAGE" "$BTRFS" && mount --bind "$FSTAB" /etc/fstab && exec "$@"', "backing-view")
