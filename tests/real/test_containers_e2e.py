@@ -325,6 +325,21 @@ def test_workshop_profile_with_samples_on_a_seed_000_host(workshop_host, tmp_pat
     assert run_leftovers(document["run_id"]) == []
 
 
+def test_samples_of_a_gold_with_the_recipe_s_static_address_get_addresses_of_their_own(workshop_host, tmp_path, suite):
+    """The recipe's gold has a static .100 that its copies get sed'ed out of; the suite's samples
+    of it ask the bridge's DHCP instead of all taking .100 (found by the soak benchmark)."""
+    network, user, _ = workshop_host
+    interfaces = user.gold.rootfs / "etc/network/interfaces"
+    gold_address = f"{network.subnet.network_address + 100}/{network.subnet.prefixlen}"
+    interfaces.write_text(f"auto lo\niface lo inet loopback\n\nauto eth0\niface eth0 inet static\n"
+                          f"    address {gold_address}\n    gateway {network.address}\n")
+    output, checks, _ = _run_workshop(suite, tmp_path, workshop_host)
+    assert _failed(checks) == set(), output[-3000:]
+    addresses = {checks[f"containers.ipv4.s0{n}"]["actual"] for n in (1, 2)}
+    assert len(addresses) == 2 and gold_address.split("/")[0] not in addresses, addresses
+    assert "inet static" in interfaces.read_text()  # the gold itself is as it was
+
+
 def test_login_sessions_without_pam_cgfs_are_named_before_samples_start(workshop_host, tmp_path, suite):
     """Without the pam line systemd in an unprivileged container exits at once:
     the run says so and starts nothing."""
