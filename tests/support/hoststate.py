@@ -17,7 +17,22 @@ from pathlib import Path
 # One change set at a time on this host, whichever process or xdist worker
 # holds it: two overlapping sets would each "restore" the other's change.
 LOCK = Path("/run/lxc-compliance-tests.lock")
-LOCK_WAIT_S = 900
+# A waiter holds the gate while it waits, so the holder's next test queues behind it instead of
+# taking the lock straight back: flock is not fair, and one worker's series of host-state tests
+# kept the other worker's test waiting 900 s (a CI run's error).
+GATE = Path("/run/lxc-compliance-tests.gate")
+LOCK_WAIT_S = 1800
+
+
+def _take(lock, deadline: float) -> None:
+    while True:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{LOCK} held by another test run for {LOCK_WAIT_S} s") from None
+            time.sleep(0.2)
 
 
 class HostState:
@@ -28,14 +43,14 @@ class HostState:
     def __enter__(self) -> "HostState":
         self._lock = LOCK.open("w")
         deadline = time.monotonic() + LOCK_WAIT_S
-        while True:
+        with GATE.open("w") as gate:
+            _take(gate, deadline)
             try:
-                fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                return self
-            except BlockingIOError:
-                if time.monotonic() > deadline:
-                    raise TimeoutError(f"{LOCK} held by another test run for {LOCK_WAIT_S} s") from None
-                time.sleep(0.2)
+                _take(self._lock, deadline)
+            except BaseException:
+                self._lock.close()
+                raise
+        return self
 
     def __exit__(self, *exc) -> None:
         try:
