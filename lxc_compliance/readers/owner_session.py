@@ -46,15 +46,21 @@ class SessionWaited(RuntimeError):
     """Other login sessions of the user kept this one waiting too long."""
 
 
-def _flock(file, mode: int, deadline: float, user: str, timeout: float) -> None:
+def flock_within(file, mode: int, deadline: float, interval: float = 0.05) -> bool:
+    """FILE locked in MODE (fcntl.LOCK_EX or LOCK_SH) before DEADLINE (time.monotonic()); False past it."""
     while True:
         try:
             fcntl.flock(file, mode | fcntl.LOCK_NB)
-            return
+            return True
         except BlockingIOError:
             if time.monotonic() > deadline:
-                raise SessionWaited(f"other login sessions of {user} kept this one waiting for {timeout:.0f} s") from None
-            time.sleep(0.05)
+                return False
+            time.sleep(interval)
+
+
+def _flock(file, mode: int, deadline: float, user: str, timeout: float) -> None:
+    if not flock_within(file, mode, deadline):
+        raise SessionWaited(f"other login sessions of {user} kept this one waiting for {timeout:.0f} s")
 
 
 @contextlib.contextmanager

@@ -14,6 +14,8 @@ import time
 import uuid
 from pathlib import Path
 
+from lxc_compliance.readers.owner_session import flock_within
+
 # One change set at a time on this host, whichever process or xdist worker
 # holds it: two overlapping sets would each "restore" the other's change.
 LOCK = Path("/run/lxc-compliance-tests.lock")
@@ -25,14 +27,8 @@ LOCK_WAIT_S = 1800
 
 
 def _take(lock, deadline: float) -> None:
-    while True:
-        try:
-            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            return
-        except BlockingIOError:
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"{LOCK} held by another test run for {LOCK_WAIT_S} s") from None
-            time.sleep(0.2)
+    if not flock_within(lock, fcntl.LOCK_EX, deadline, interval=0.2):
+        raise TimeoutError(f"{LOCK} held by another test run for {LOCK_WAIT_S} s")
 
 
 class HostState:
