@@ -22,7 +22,6 @@ import shutil
 import stat
 import subprocess
 from dataclasses import dataclass, field
-from pathlib import Path
 
 # Where lxc-checkconfig and `command -v` also find administrators' tools.
 SBIN = ("/usr/sbin", "/sbin")
@@ -30,16 +29,6 @@ SBIN = ("/usr/sbin", "/sbin")
 # What ``kind`` says of a path.
 FILE, UNREADABLE_FILE, DIRECTORY, OTHER, HIDDEN, ABSENT = "F", "U", "D", "E", "X", "N"
 # HIDDEN: a directory on the way cannot be entered, so whether it exists cannot be told.
-
-
-def under(root, path) -> "Path":
-    """Where PATH, an absolute path of a host whose files ``SshHost.copy`` copied under
-    ROOT, is read (ROOT / for this machine's own files).
-
-    >>> under(Path("/"), "/etc/lxc"), under(Path("/tmp/m"), "/etc/lxc")
-    (PosixPath('/etc/lxc'), PosixPath('/tmp/m/etc/lxc'))
-    """
-    return Path(path) if Path(root) == Path("/") else Path(root) / str(path).lstrip("/")
 
 
 class Unreadable(Exception):
@@ -180,7 +169,7 @@ class Process:
 
 class Host:
     """A host the readers read. Subclasses carry the transport (``kind``, ``read``,
-    ``listdir``, ``info``, ``xattr``, ``which``, ``release``, ``run``, ``user``,
+    ``listdir``, ``readlink``, ``info``, ``xattr``, ``which``, ``release``, ``run``, ``user``,
     ``link``, ``udp_sockets``, ``processes``); what is built on those is here, once."""
 
     local = True
@@ -193,6 +182,10 @@ class Host:
 
     def prefetch_programs(self, programs) -> None:
         """Find PROGRAMS and read their inodes ahead, where that saves commands."""
+
+    def prefetch_trees(self, paths) -> None:
+        """Read the file trees PATHS (absolute; shell globs) ahead, where that saves commands:
+        a root filesystem's files, a config and what it includes."""
 
     # --- files ----------------------------------------------------------------------
 
@@ -227,16 +220,16 @@ class Host:
         info = self.info(path)
         return info.uid if info else None
 
-    def glob(self, pattern: str) -> list[str]:
-        """Files matching PATTERN (wildcards in any part, dot files left out), sorted.
+    def glob(self, pattern: str, every: bool = False) -> list[str]:
+        """Files matching PATTERN (wildcards in any part, dot files left out), sorted;
+        EVERY: whatever the last part names (folders, links, devices) too.
 
         >>> THIS_HOST.glob("/proc/sys/kernel/osreleas?")
         ['/proc/sys/kernel/osrelease']
         """
         parts = [part for part in pattern.split("/") if part]
         candidates = ["/"]
-        for number, part in enumerate(parts):
-            last = number == len(parts) - 1
+        for part in parts:
             found = []
             for directory in candidates:
                 if not any(c in part for c in "*?["):
@@ -244,7 +237,11 @@ class Host:
                     continue
                 found += [posixpath.join(directory, name) for name in self.listdir(directory) or []
                           if fnmatch.fnmatch(name, part) and not name.startswith(".")]
-            candidates = found if last else [path for path in found if self.is_dir(path)]
+            # No folder test on the way: listing what is no folder finds nothing, and a fixed part
+            # costs a remote host no command before the one listing that needs it.
+            candidates = found
+        if every:  # a link or an overlay whiteout counts: what the last part names, not where it leads
+            return sorted(path for path in candidates if self.readlink(path) is not None or self.exists(path))
         return sorted(path for path in candidates if self.is_file(path))
 
     def sysctl(self, key: str) -> int | None:
@@ -305,6 +302,13 @@ class LocalHost(Host):
         """PATH's entries, sorted; None where it is no directory this user may list."""
         try:
             return sorted(os.listdir(path))
+        except OSError:
+            return None
+
+    def readlink(self, path: str) -> str | None:
+        """Where the symbolic link PATH points, or None where PATH is no link."""
+        try:
+            return os.readlink(path)
         except OSError:
             return None
 

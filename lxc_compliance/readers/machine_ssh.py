@@ -1,24 +1,27 @@
 """Another host, reached over ssh (testinfra's ssh backend: one multiplexed
 connection). What the readers ask is read in batches (``prefetch``,
-``prefetch_programs``: one command each) and kept; anything else is one command
-over the connection. ``snapshot`` and ``seed`` hand what was read to another
+``prefetch_programs``, ``prefetch_trees``: one command each) and kept; anything
+else is one command over the connection. ``snapshot`` and ``seed`` hand what was read to another
 process (an xdist worker). Nothing is written on that host."""
 
 from __future__ import annotations
 
 import base64
+import fnmatch
 import io
+import posixpath
 import re
 import shlex
 import tarfile
-from pathlib import Path
 
-from lxc_compliance.readers.machine import ABSENT, FILE, Account, FileInfo, Host, Link, Process, Result, UdpSocket
+from lxc_compliance.readers.machine import ABSENT, DIRECTORY, FILE, OTHER, Account, FileInfo, Host, Link, Process, Result, UdpSocket
 
 # One command reads many paths: each as "F PATH BASE64" (a readable regular file),
 # "U PATH" (a file it may not read), "D PATH" (a directory), "E PATH" (something
-# else that exists), "X PATH" (behind a directory it may not enter) or "N PATH".
+# else that exists), "X PATH" (behind a directory it may not enter) or "N PATH";
+# a link first as "L PATH<tab>TARGET", then what it leads to.
 _READ_MANY = r"""for p in "$@"; do
+  if [ -L "$p" ]; then printf 'L %s\t%s\n' "$p" "$(readlink -- "$p")"; fi
   if [ -f "$p" ] && [ -r "$p" ]; then printf 'F %s ' "$p"; base64 -w0 < "$p"; echo
   elif [ -f "$p" ]; then printf 'U %s\n' "$p"
   elif [ -d "$p" ]; then printf 'D %s\n' "$p"
@@ -66,6 +69,19 @@ def _glob_word(path: str) -> str:
     return "*".join(shlex.quote(part) if part else "" for part in path.split("*"))
 
 
+def _matches(path: str, parts: list[str]) -> bool:
+    """PATH matches the glob PARTS part for part ('*' never spans a '/'), dot files left out.
+
+    >>> _matches("/r/etc/ssh/ssh_host_rsa_key.pub", "r/etc/ssh/ssh_host_*_key.pub".split("/"))
+    True
+    >>> _matches("/r/etc/ssh/ssh_host_rsa_key", "r/etc/ssh/ssh_host_*_key.pub".split("/"))
+    False
+    """
+    names = path.strip("/").split("/")
+    return (len(names) == len(parts) and not names[-1].startswith(".")
+            and all(fnmatch.fnmatchcase(name, part) for name, part in zip(names, parts)))
+
+
 def link_from_ip(name: str, links: list, addresses: list, ports: list) -> Link:
     """A Link from ``ip -j -d link show dev NAME``, ``ip -j -4 addr show dev NAME`` and
     ``ip -j link show master NAME`` (ip prints the bridge's forward delay in centiseconds).
@@ -102,6 +118,12 @@ class SshHost(Host):
         self._info: dict[str, FileInfo | None] = {}
         self._xattr: dict[str, bytes | None] = {}
         self._release: str | None = None
+        # What prefetch_trees read: the trees asked for, each folder's entries, each link's target.
+        self._trees: set[str] = set()
+        self._children: dict[str, set[str]] = {}
+        self._links: dict[str, str] = {}
+        # Where each path prefetch read points, where it is a link (None: no link).
+        self._readlinks: dict[str, str | None] = {}
 
     def run(self, command: str, *args: str, timeout: float | None = None) -> Result:
         """COMMAND there (ARGS quoted into its %s). A RuntimeError where ssh itself fails."""
@@ -116,8 +138,14 @@ class SshHost(Host):
         if not wanted:
             return
         result = self.run("sh -c %s sh" + " %s" * len(wanted), _READ_MANY, *wanted)
+        self._readlinks.update(dict.fromkeys(wanted))
         for line in result.stdout.splitlines():
             kind, _, rest = line.partition(" ")
+            if kind == "L":
+                path, _, target = rest.partition("\t")
+                if path in wanted:
+                    self._readlinks[path] = target
+                continue
             path, _, data = rest.rpartition(" ") if kind == FILE else (rest, "", "")
             if path in wanted:
                 self._kinds[path] = kind
@@ -156,17 +184,51 @@ class SshHost(Host):
 
     # --- files ----------------------------------------------------------------------
 
+    def _resolved(self, path: str) -> str:
+        """PATH with the links a tree holds followed (as the host's own stat follows them)."""
+        for _ in range(8):
+            if path not in self._links:
+                break
+            path = posixpath.normpath(posixpath.join(posixpath.dirname(path), self._links[path]))
+        return path
+
+    def _known(self, path: str) -> bool:
+        return path in self._kinds or self._in_tree(path)
+
     def kind(self, path: str) -> str:
-        self.prefetch([path])
+        path = self._resolved(path)
+        if not self._known(path):
+            self.prefetch([path])
         return self._kinds.get(path, ABSENT)
 
     def read(self, path: str) -> bytes | None:
-        self.prefetch([path])
+        path = self._resolved(path)
+        if not self._known(path):
+            self.prefetch([path])
         return self._files.get(path)
 
     def listdir(self, path: str) -> list[str] | None:
+        path = self._resolved(path)
+        if self._in_tree(path):
+            return sorted(self._children.get(path, ())) if self._kinds.get(path) == DIRECTORY else None
         done = self.run("[ -d %s ] && ls -1A -- %s", path, path)
         return sorted(done.stdout.splitlines()) if done.rc == 0 else None
+
+    def readlink(self, path: str) -> str | None:
+        if path in self._links or self._in_tree(path):
+            return self._links.get(path)
+        if path in self._readlinks:
+            return self._readlinks[path]
+        done = self.run("readlink -- %s; true", path)
+        return done.stdout.rstrip("\n") or None
+
+    def glob(self, pattern: str, every: bool = False) -> list[str]:
+        """As Host.glob; a pattern prefetch_trees read is answered from what it holds."""
+        if pattern not in self._trees:
+            return super().glob(pattern, every)
+        parts = pattern.strip("/").split("/")
+        found = [path for path in {*self._kinds, *self._links} if _matches(path, parts)]
+        return sorted(path for path in found if every or self.is_file(path))
 
     def info(self, path: str) -> FileInfo | None:
         if path not in self._info:
@@ -225,20 +287,55 @@ class SshHost(Host):
                 found.append(Process(int(pid), name, argv))
         return found
 
-    # --- file trees, for readers that read files in place (liblxc's config reading, a root filesystem) ---
+    # --- file trees: a root filesystem's files, a config and what it includes ---------
 
-    def copy(self, paths: list[str], into: Path) -> None:
-        """Copy PATHS (absolute; shell globs; missing ones skipped) under INTO, in one tar
-        stream; with the targets of the systemd links under each 'ROOTFS/etc/systemd/system'.
-        What is copied is read there through ``readers.machine.under``."""
-        words = " ".join(_glob_word(p.lstrip("/")) for p in paths)
-        links = " ".join(_glob_word(p.lstrip("/") + "/*.wants/*") for p in paths if p.endswith("/etc/systemd/system"))
+    def prefetch_trees(self, paths) -> None:
+        """Read PATHS (absolute; shell globs; missing ones absent) and everything under them in
+        one tar stream, and the targets of the systemd links under each 'ROOTFS/etc/systemd/system'
+        (resolved inside ROOTFS). What a tree holds, and that nothing else is under it, is kept."""
+        wanted = [path for path in dict.fromkeys(paths) if path not in self._trees]
+        if not wanted:
+            return
+        words = " ".join(_glob_word(p.lstrip("/")) for p in wanted)
+        links = " ".join(_glob_word(p.lstrip("/") + "/*.wants/*") for p in wanted if p.endswith("/etc/systemd/system"))
         script = (f"cd / && {{ for f in {words}; do [ -e \"$f\" ] || [ -L \"$f\" ] && printf '%s\\n' \"$f\"; done; "
                   + (f"for l in {links}; do t=$(readlink \"$l\") && case \"$t\" in /dev/*) ;; /*) "
                      "r=${l%%/etc/systemd/system/*}; printf '%s\\n' \"$r$t\";; esac; done; " if links else "")
                   + "} | sort -u | tar -czf - --ignore-failed-read -T - 2>/dev/null | base64 -w0; true")
         data = base64.b64decode(self.run(script).stdout)
-        if data:
-            # errorlevel 0: a file the stream holds twice (a unit linked under two names) is not fatal.
-            with tarfile.open(fileobj=io.BytesIO(data), mode="r:gz", errorlevel=0) as archive:
-                archive.extractall(into, filter="tar")
+        self._trees.update(wanted)
+        if not data:
+            return
+        # errorlevel 0: a file the stream holds twice (a unit linked under two names) is not fatal.
+        with tarfile.open(fileobj=io.BytesIO(data), mode="r:gz", errorlevel=0) as archive:
+            for member in archive:
+                self._keep(member, archive)
+
+    def _keep(self, member: tarfile.TarInfo, archive: tarfile.TarFile) -> None:
+        path = "/" + member.name.strip("/")
+        self._children.setdefault(path, set())
+        parent, name = posixpath.split(path)
+        while name:  # every folder on the way is one, whatever the stream says of it
+            self._children.setdefault(parent, set()).add(name)
+            self._kinds.setdefault(parent, DIRECTORY)
+            parent, name = posixpath.split(parent)
+        if member.issym():
+            self._links[path] = member.linkname
+        elif member.isfile() or member.islnk():
+            self._kinds[path] = FILE
+            self._files[path] = archive.extractfile(member).read()
+        elif member.isdir():
+            self._kinds[path] = DIRECTORY
+        else:
+            self._kinds[path] = OTHER
+
+    def _in_tree(self, path: str) -> bool:
+        """PATH lies in a tree read whole (so what the tree does not hold is not there)."""
+        folder = path
+        while True:
+            if folder in self._trees:
+                return True
+            if folder in ("/", ""):
+                break
+            folder = posixpath.dirname(folder)
+        return any(_matches(path, tree.strip("/").split("/")) for tree in self._trees if "*" in tree)

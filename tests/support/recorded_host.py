@@ -32,6 +32,9 @@ class RecordedHost(Host):
     def listdir(self, path: str) -> list[str] | None:
         return self._children(path) if self.kind(path) == DIRECTORY else None
 
+    def readlink(self, path: str) -> str | None:
+        return None
+
     def info(self, path: str) -> FileInfo | None:
         kind = self.kind(path)
         if kind == ABSENT:

@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from lxc_compliance.readers.security import (Confinement, RunningInit, apparmor_enabled, decode_capabilities,
-                                             effective_capabilities)
+from lxc_compliance.readers.security import (APPARMOR_ENABLED, Confinement, RunningInit, apparmor_enabled,
+                                             decode_capabilities, effective_capabilities)
+from recorded_host import RecordedHost
 
 STATES = Path(__file__).parent / "states"
 
@@ -37,14 +38,10 @@ def test_an_unconfined_init(tmp_path):
     assert _proc(tmp_path, 7, "Seccomp:\t0\n", "unconfined\n").apparmor_label == "unconfined"
 
 
-def test_a_kernel_with_apparmor_on_and_off(tmp_path):
-    parameters = tmp_path / "sys/module/apparmor/parameters"
-    assert not apparmor_enabled(tmp_path)
-    parameters.mkdir(parents=True)
-    (parameters / "enabled").write_text("Y\n")
-    assert apparmor_enabled(tmp_path)
-    (parameters / "enabled").write_text("N\n")
-    assert not apparmor_enabled(tmp_path)
+def test_a_kernel_with_apparmor_on_and_off():
+    assert not apparmor_enabled(RecordedHost({}))
+    assert apparmor_enabled(RecordedHost({APPARMOR_ENABLED: "Y\n"}))
+    assert not apparmor_enabled(RecordedHost({APPARMOR_ENABLED: "N\n"}))
 
 
 def test_capabilities_by_the_kernels_numbers():
