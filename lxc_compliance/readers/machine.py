@@ -229,16 +229,17 @@ class Host:
         """
         parts = [part for part in pattern.split("/") if part]
         candidates = ["/"]
-        for part in parts:
-            found = []
+        for number, part in enumerate(parts):
+            last, found = number == len(parts) - 1, []
             for directory in candidates:
                 if not any(c in part for c in "*?["):
                     found.append(posixpath.join(directory, part))
                     continue
-                found += [posixpath.join(directory, name) for name in self.listdir(directory) or []
+                listed = [posixpath.join(directory, name) for name in self.listdir(directory) or []
                           if fnmatch.fnmatch(name, part) and not name.startswith(".")]
-            # No folder test on the way: listing what is no folder finds nothing, and a fixed part
-            # costs a remote host no command before the one listing that needs it.
+                # What a wildcard lists is tested for a folder (a remote host has most kinds read
+                # ahead); a fixed part is not: listing what is no folder finds nothing anyway.
+                found += listed if last else [path for path in listed if self.is_dir(path)]
             candidates = found
         if every:  # a link or an overlay whiteout counts: what the last part names, not where it leads
             return sorted(path for path in candidates if self.readlink(path) is not None or self.exists(path))
