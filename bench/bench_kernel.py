@@ -1,8 +1,10 @@
 """Benchmark: ``pytest --profile=kernel`` (HTML and JSON written) against
-Debian's ``lxc-checkconfig`` on the same machine, in the same run.
+Debian's ``lxc-checkconfig`` on the same machine, in the same run, and against
+pytest's own floor: pytest and pytest-html running as many empty tests, with an
+HTML report (the start-up and reporting the suite cannot go below).
 
-Runs are interleaved so both see the same machine state; the figure is the
-ratio of median wall times. Usage (after ``./lxcc`` has installed things):
+Runs are interleaved so all see the same machine state; the figures are the
+ratios of median wall times (the suite over the floor: target at most 1.10). Usage (after ``./lxcc`` has installed things):
 
     .venv/bin/python bench/bench_kernel.py [--runs 15] [--kernel-config PATH]
 
@@ -57,11 +59,21 @@ def main() -> None:
             suite.append(f"--kernel-config={args.kernel_config}")
             env["CONFIG"] = args.kernel_config
         _timed(suite, env)  # warm the bytecode caches once
-        times: dict[str, list[float]] = {"lxc-checkconfig": [], "suite": []}
+        document = json.loads((Path(reports) / "kernel.json").read_text())
+        floor_folder = Path(reports) / "floor"
+        floor_folder.mkdir()
+        (floor_folder / "test_empty.py").write_text(
+            f"import pytest\n\n@pytest.mark.parametrize('n', range({len(document['checks'])}))\n"
+            "def test_empty(n):\n    pass\n")
+        floor = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--rootdir", str(floor_folder),
+                 "-c", os.devnull, f"--html={floor_folder}/report.html", "--self-contained-html",
+                 str(floor_folder / "test_empty.py")]
+        _timed(floor, env)
+        times: dict[str, list[float]] = {"lxc-checkconfig": [], "suite": [], "pytest_floor": []}
         for _ in range(args.runs):
             times["lxc-checkconfig"].append(_timed([script], env))
             times["suite"].append(_timed(suite, env))
-        document = json.loads((Path(reports) / "kernel.json").read_text())
+            times["pytest_floor"].append(_timed(floor, env))
 
     host = checkconfig.ScriptHost.live(lxc_version())
     script_items = checkconfig.items(checkconfig.run(host, env.get("CONFIG", checkconfig.DEFAULT_CONFIG)).lines)
@@ -74,6 +86,8 @@ def main() -> None:
         "min_s": {k: round(min(v), 4) for k, v in times.items()},
         "ratio": round(medians["suite"] / medians["lxc-checkconfig"], 2),
         "target_ratio": 4.0,
+        "over_pytest_floor": round(medians["suite"] / medians["pytest_floor"], 2),
+        "target_over_pytest_floor": 1.10,
         "items_checked": {"lxc-checkconfig": len(script_items), "suite": len(document["checks"])},
     }
     out = ROOT / "bench" / "results"
@@ -82,7 +96,9 @@ def main() -> None:
     print(
         f"lxc-checkconfig {medians['lxc-checkconfig']:.3f} s ({len(script_items)} items), "
         f"suite {medians['suite']:.3f} s ({len(document['checks'])} checks, HTML and JSON written): "
-        f"ratio {result['ratio']}x (target <= 4x), median of {args.runs} interleaved runs"
+        f"ratio {result['ratio']}x (target <= 4x); pytest's floor {medians['pytest_floor']:.3f} s "
+        f"(as many empty tests, HTML written): {result['over_pytest_floor']}x (target <= 1.10x); "
+        f"median of {args.runs} interleaved runs"
     )
 
 
