@@ -1,8 +1,8 @@
 """Another host, reached over ssh (testinfra's ssh backend: one multiplexed
 connection). What the readers ask is read in batches (``prefetch``,
 ``prefetch_programs``, ``prefetch_trees``: one command each) and kept; anything
-else is one command over the connection. ``snapshot`` and ``seed`` hand what was read to another
-process (an xdist worker). Nothing is written on that host."""
+else is one command over the connection. ``snapshot`` and ``seed`` hand what was
+read to another process (an xdist worker). Nothing is written on that host."""
 
 from __future__ import annotations
 
@@ -14,7 +14,8 @@ import re
 import shlex
 import tarfile
 
-from lxc_compliance.readers.machine import ABSENT, DIRECTORY, FILE, OTHER, Account, FileInfo, Host, Link, Process, Result, UdpSocket
+from lxc_compliance.readers.machine import (ABSENT, DIRECTORY, FILE, OTHER, Account, FileInfo, Host, Link, Process,
+                                            Result, UdpSocket)
 
 # One command reads many paths: each as "F PATH BASE64" (a readable regular file),
 # "U PATH" (a file it may not read), "D PATH" (a directory), "E PATH" (something
