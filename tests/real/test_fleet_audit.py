@@ -306,8 +306,8 @@ def test_a_fleet_audited_over_ssh_reads_as_the_audit_on_the_host(seed_fleet, lab
     """The fleet and security audits of a host reached over ssh (this machine, through an
     sshd of the test's own on loopback) find what the audit run on the host itself finds:
     the same checks, outcomes and findings, one fault (a MAC twice) included; every
-    file they read comes through that connection (a mirror in the run's own folder,
-    removed afterwards)."""
+    file they read comes through that connection, read ahead in the Host's own cache
+    (tests/unit/test_ssh_host_trees.py counts its commands), nothing left in /tmp."""
     from loopback_sshd import loopback_sshd
 
     network, user, _, _ = seed_fleet
@@ -332,4 +332,4 @@ def test_a_fleet_audited_over_ssh_reads_as_the_audit_on_the_host(seed_fleet, lab
     assert findings["over ssh"] == findings["here"]
     assert {i for i, c in findings["here"].items() if c[0] == "failed"} == {"fleet.mac.pc2", "fleet.mac.pc3"}
     assert len([i for i in findings["here"] if i.startswith("security.seccomp.")]) == COPIES
-    assert not list(Path("/tmp").glob(f"lxc-compliance-{document['run_id'][:8]}*")), "the mirror is removed"
+    assert not list(Path("/tmp").glob(f"lxc-compliance-{document['run_id'][:8]}*")), "a folder of the run is left"
