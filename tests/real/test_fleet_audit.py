@@ -12,12 +12,17 @@ import json
 import re
 from pathlib import Path
 
+import pytest
+
 from conftest import ROOT, UNIFIED_VIEW
 from hostsnapshot import HostSnapshot
 
 from lab import COPIES
 from lxc_compliance.readers.cgroup_dialect import HostDialect, limit_lines
 from lxc_compliance.readers.cgroups import Cgroups
+
+# One seed 000 host for the module (and the security audit's copies): one worker builds it once.
+pytestmark = pytest.mark.xdist_group("seed-fleet")
 
 
 def _audit(suite, folder: Path, seed_fleet, extra: str = "") -> dict[str, dict]:
@@ -217,7 +222,7 @@ def test_a_unified_host_without_its_memory_controller_ignores_the_seed_limits(se
 
 
 def test_start_fleet_starts_the_stopped_ones_and_leaves_the_rest_as_found(seed_fleet, lab_gold, tmp_path, suite):
-    """--start-fleet with one copy already running, and one copy without sshd: every
+    """--start-fleet with one copy already running, and one copy whose sshd is masked: every
     other copy comes up and takes a login; the one without sshd fails its own check;
     afterwards exactly the copies that ran before run."""
     import subprocess
@@ -225,10 +230,10 @@ def test_start_fleet_starts_the_stopped_ones_and_leaves_the_rest_as_found(seed_f
     network, user, copies, _ = seed_fleet
     password = lab_gold.prepare("student", None, "512M", "1G")
     lxcpath = user.gold.lxc.path
-    subprocess.run(["chroot", str(lxcpath / "pc6/rootfs"), "dpkg", "--purge", "openssh-server"], check=True,
-                   capture_output=True, timeout=120)
+    masked = lxcpath / "pc6/rootfs/etc/systemd/system/ssh.service"
     user.gold.lxc.as_owner("lxc-start", "-n", "pc1", timeout=60)
     try:
+        masked.symlink_to("/dev/null")  # pc6 boots without sshd (the fleet fixture checks it is put back)
         running_before = _running(lxcpath, copies)
         assert running_before == ["pc1"]
         folders_before = {name: sorted(p.name for p in (lxcpath / name).iterdir()) for name in copies}
@@ -247,6 +252,7 @@ def test_start_fleet_starts_the_stopped_ones_and_leaves_the_rest_as_found(seed_f
         assert {name: sorted(p.name for p in (lxcpath / name).iterdir()) for name in copies} == folders_before, \
             "nothing written beside the fleet's containers"
     finally:
+        masked.unlink(missing_ok=True)
         subprocess.run(["lxc-stop", "-P", str(lxcpath), "-n", "pc1", "-k"], capture_output=True, timeout=60)
     assert _failed(checks) == ["fleet.started.pc6"], result.stdout[-3000:]
     assert "sshd" in checks["fleet.started.pc6"]["message"]

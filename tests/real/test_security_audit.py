@@ -54,6 +54,7 @@ def _weaknesses(config, name: str) -> dict:
     }
 
 
+@pytest.mark.xdist_group("seed-fleet")  # the fleet audit's seed 000 host, built once
 def test_each_weakness_of_an_unprivileged_copy_fails_its_check(seed_fleet, tmp_path, suite):
     network, user, copies, _ = seed_fleet
     config = lambda name: user.gold.lxc.path / name / "config"  # noqa: E731

@@ -3,6 +3,7 @@ and seed 000's workshop host in small."""
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from pathlib import Path
 
@@ -82,18 +83,60 @@ def build_fleet(network, user, count: int) -> list[str]:
 
 COPIES = 6
 
+# What a test of the fleet may change in a copy and must put back: its config and the
+# guest files the faults edit (the fixture restores and names whatever was left changed).
+FLEET_FILES = ("config", "rootfs/etc/network/interfaces", "rootfs/etc/hostname",
+               "rootfs/etc/systemd/networkd.conf", "rootfs/etc/systemd/system/ssh.service",
+               "rootfs/etc/ssh/ssh_host_ed25519_key.pub", "rootfs/etc/ssh/ssh_host_rsa_key.pub")
 
-@pytest.fixture
-def seed_fleet(lab_gold):
-    """(network, user, copies, host state): seed 000's host with COPIES copies in
-    the user's lxcpath; the bridge's dnsmasq leases .20-.80 as seed 000's does."""
+
+def _fleet_files(lxcpath: Path, copies: list[str]) -> dict[Path, bytes | None]:
+    return {lxcpath / name / relative: _read_or_none(lxcpath / name / relative)
+            for name in copies for relative in FLEET_FILES}
+
+
+def _read_or_none(path: Path) -> bytes | None:
+    return path.read_bytes() if path.exists() or path.is_symlink() else None
+
+
+@pytest.fixture(scope="session")
+def built_seed_fleet(lab_gold):
+    """(network, user, copies): seed 000's host with COPIES copies, built once per session
+    (its tests share one xdist group, so one worker builds it), under the host-state
+    lock while it is built and while it is removed."""
     from hoststate import HostState
     from lxc_compliance.lab.network import LabNetwork
     from lxc_compliance.lab.user import LabUser
 
+    removal = contextlib.ExitStack()
+    try:
+        with HostState():
+            lab_gold.prepare("student", None, "512M", "1G")
+            run_id = uuid.uuid4().hex
+            network = removal.enter_context(LabNetwork(run_id, dhcp_hosts=(20, 80)))
+            user = removal.enter_context(LabUser(run_id, network.bridge, COPIES + 2, lab_gold, memory="512M",
+                                                 memsw="1G"))
+            copies = build_fleet(network, user, COPIES)
+        yield network, user, copies
+    finally:
+        with HostState():
+            removal.close()
+
+
+@pytest.fixture
+def seed_fleet(built_seed_fleet):
+    """(network, user, copies, host state): the session's seed 000 host, the host-state
+    lock held for the test; the copies' files are as built before and after it."""
+    from hoststate import HostState
+
+    network, user, copies = built_seed_fleet
+    built = _fleet_files(user.gold.lxc.path, copies)
     with HostState() as state:
-        lab_gold.prepare("student", None, "512M", "1G")
-        run_id = uuid.uuid4().hex
-        with LabNetwork(run_id, dhcp_hosts=(20, 80)) as network, \
-                LabUser(run_id, network.bridge, COPIES + 2, lab_gold, memory="512M", memsw="1G") as user:
-            yield network, user, build_fleet(network, user, COPIES), state
+        yield network, user, copies, state
+        left = {path: data for path, data in built.items() if _read_or_none(path) != data}
+        for path, data in left.items():
+            if data is None:
+                path.unlink()
+            else:
+                path.write_bytes(data)
+        assert not left, f"the test left fleet files changed (now put back): {sorted(map(str, left))}"
