@@ -6,7 +6,10 @@ one line each, and serial and -n 2 runs agree."""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -207,3 +210,68 @@ def test_a_host_that_refuses_is_one_line_and_this_machine_is_still_audited(tmp_p
     page = (tmp_path / "kernel.html").read_text()
     assert "Hosts by category" in page and "<small>on 127.0.0.1</small>" in page  # each row names its host
     assert 'value="unreachable"' in (tmp_path / "j.xml").read_text()
+
+
+@pytest.fixture
+def python_hosts(lab_gold, tmp_path):
+    """(hosts, ssh config, bare host, its ssh config): two sshd containers as rh1 and rh3 of
+    the variants, from a copy of the lab's gold given python3-venv (the suite and Ansible's
+    modules run on them), and rh5, from the lab's gold itself, without Python."""
+    from lxc_compliance.lab.gold import GoldImage
+    from lxc_compliance.lab.network import LabNetwork
+    from nested import in_chroot
+
+    gold = GoldImage(f"lxcct-pygold-{uuid.uuid4().hex[:6]}")
+    with HostState(), contextlib.ExitStack() as cleanup:
+        cleanup.callback(gold.remove)  # registered before it exists
+        subprocess.run(["lxc-copy", "-n", lab_gold.name, "-N", gold.name], check=True, capture_output=True, timeout=300)
+        in_chroot(gold.rootfs, "apt-get update -qq && apt-get install -y -qq --no-install-recommends python3-venv",
+                  timeout=600)
+        network = cleanup.enter_context(LabNetwork(uuid.uuid4().hex, dhcp_hosts=(20, 80)))
+        variants = {name: VARIANTS[name] for name in ("rh1", "rh3")}
+        hosts, config = cleanup.enter_context(ssh_hosts(gold, network, tmp_path / "ssh", variants))
+        # And one host as the lab's gold is: no Python at all.
+        bare, bare_config = cleanup.enter_context(ssh_hosts(lab_gold, network, tmp_path / "ssh-bare",
+                                                            {"rh5": VARIANTS["rh1"]}, first=5))
+        yield hosts, config, bare[0], bare_config
+
+
+def test_the_playbook_runs_the_suite_on_each_host_and_merges_what_they_found(python_hosts, tmp_path):
+    """ansible/audit.yml against the same kind of hosts: each runs its own suite from
+    wheels the controller built (the hosts reach no package index), the results come
+    back and merge into one report; each host's verdicts are those of the same profile
+    read over ssh from here, and nothing of the run stays on a host or beside the checkout."""
+    hosts, config, bare, bare_config = python_hosts
+    inventory = tmp_path / "inventory.ini"
+    inventory.write_text("[lxchosts]\n" + "".join(f"{h.hostname} ansible_host={h.address} ansible_ssh_common_args='-F {c}'\n"
+                                                   for h, c in [(h, config) for h in hosts] + [(bare, bare_config)])
+                         + "[lxchosts:vars]\nansible_user=root\nansible_python_interpreter=/usr/bin/python3\n")
+    profile = tmp_path / "site.yaml"
+    profile.write_text(PROFILE)
+    results = tmp_path / "results"
+    beside = sorted(p.name for p in ROOT.iterdir())
+    env = {**os.environ, "ANSIBLE_HOME": str(tmp_path / "ansible-home"), "ANSIBLE_LOCAL_TEMP": str(tmp_path / "ansible-tmp"),
+           "ANSIBLE_NOCOLOR": "1", "ANSIBLE_FORCE_COLOR": "0"}
+    played = subprocess.run(
+        [str(Path(sys.executable).with_name("ansible-playbook")), "-i", str(inventory), str(ROOT / "ansible/audit.yml"),
+         "-e", "lxcc_hosts=lxchosts", "-e", f"lxcc_profile={profile}", "-e", f"lxcc_results={results}"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900)
+    # rh5 is one failure, naming why; the others are audited and merged all the same.
+    assert played.returncode == 2, played.stdout[-4000:] + played.stderr[-2000:]
+    recap = dict(re.findall(r"^(rh\d)\s+: .*failed=(\d+)", played.stdout, re.M))
+    assert recap == {"rh1": "0", "rh3": "0", "rh5": "1"}, played.stdout[-4000:]
+    assert "rh5 was not audited: rh5 needs python3 with its venv module" in played.stdout, played.stdout[-4000:]
+    assert sorted(p.name for p in results.glob("*.json")) == ["merged.json", "rh1.json", "rh3.json"]
+    merged = json.loads((results / "merged.json").read_text())
+    assert [entry["hostname"] for entry in merged["hosts"]] == ["rh1", "rh3"]
+    assert (results / "merged.html").exists() and (results / "merged.xml").exists()
+
+    _, over_ssh = _audit(tmp_path / "over-ssh", [h.spec for h in hosts], config, "-p", "no:xdist")
+    assert _verdicts(merged) == _verdicts(over_ssh)
+    assert _verdicts(merged)[("rh3", "host.lxc_network_link")] == "failed"
+    for host, ssh_config in [(h, config) for h in hosts] + [(bare, bare_config)]:
+        left = subprocess.run(["ssh", "-F", str(ssh_config), host.address, "ls -d /tmp/lxc-compliance-* 2>/dev/null"],
+                              capture_output=True, text=True, timeout=30).stdout
+        assert left == "", f"{host.hostname} keeps {left}"
+    assert sorted(p.name for p in ROOT.iterdir()) == beside, "the build wrote beside the checkout"
+    assert not list(Path(tempfile.gettempdir()).glob("lxc-compliance-wheels-*")), "the controller's wheels are left"

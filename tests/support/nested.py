@@ -88,31 +88,8 @@ class NestedHost:
         # The suite installs its Python packages as on any machine (the first run does).
         self.in_chroot(f"cd {PROJECT} && ./lxcc --profile=kernel --collect-only -q", timeout=900)
 
-    @contextmanager
-    def _chroot(self):
-        """The stopped container's root as a chroot with the host's network and CA bundle."""
-        ca = self.rootfs / "tmp/host-ca.crt"
-        shutil.copy("/etc/ssl/certs/ca-certificates.crt", ca)
-        shutil.copy("/etc/resolv.conf", self.rootfs / "etc/resolv.conf")
-        mounted = []
-        try:
-            for sub in ("proc", "sys", "dev"):
-                subprocess.run(["mount", "--bind", f"/{sub}", str(self.rootfs / sub)], check=True, timeout=30)
-                mounted.append(sub)
-            yield
-        finally:
-            for sub in reversed(mounted):
-                subprocess.run(["umount", "-l", str(self.rootfs / sub)], capture_output=True, timeout=30)
-            ca.unlink(missing_ok=True)
-
     def in_chroot(self, command: str, timeout: float = 900) -> subprocess.CompletedProcess:
-        env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "HOME": "/root", "LANG": "C.UTF-8",
-               "DEBIAN_FRONTEND": "noninteractive", "PIP_CERT": "/tmp/host-ca.crt", "SSL_CERT_FILE": "/tmp/host-ca.crt"}
-        with self._chroot():
-            done = subprocess.run(["chroot", str(self.rootfs), "sh", "-c", command], env=env, capture_output=True,
-                                  text=True, timeout=timeout)
-        assert done.returncode == 0, f"{command}: {done.stdout[-2000:]}{done.stderr[-2000:]}"
-        return done
+        return in_chroot(self.rootfs, command, timeout)
 
     def start(self) -> None:
         subprocess.run(["lxc-start", "-n", self.name], check=True, capture_output=True, timeout=60)
@@ -173,3 +150,32 @@ def cgroup_layout_here() -> str:
     from lxc_compliance.readers.cgroups import Cgroups
 
     return Cgroups.live().layout
+
+
+@contextmanager
+def _chroot(rootfs: Path):
+    """A stopped container's root as a chroot with the host's network and CA bundle."""
+    ca = rootfs / "tmp/host-ca.crt"
+    shutil.copy("/etc/ssl/certs/ca-certificates.crt", ca)
+    shutil.copy("/etc/resolv.conf", rootfs / "etc/resolv.conf")
+    mounted = []
+    try:
+        for sub in ("proc", "sys", "dev"):
+            subprocess.run(["mount", "--bind", f"/{sub}", str(rootfs / sub)], check=True, timeout=30)
+            mounted.append(sub)
+        yield
+    finally:
+        for sub in reversed(mounted):
+            subprocess.run(["umount", "-l", str(rootfs / sub)], capture_output=True, timeout=30)
+        ca.unlink(missing_ok=True)
+
+
+def in_chroot(rootfs: Path, command: str, timeout: float = 900) -> subprocess.CompletedProcess:
+    """COMMAND in a chroot of ROOTFS (a stopped container of the test's own), through the host's network."""
+    env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "HOME": "/root", "LANG": "C.UTF-8",
+           "DEBIAN_FRONTEND": "noninteractive", "PIP_CERT": "/tmp/host-ca.crt", "SSL_CERT_FILE": "/tmp/host-ca.crt"}
+    with _chroot(rootfs):
+        done = subprocess.run(["chroot", str(rootfs), "sh", "-c", command], env=env, capture_output=True,
+                              text=True, timeout=timeout)
+    assert done.returncode == 0, f"{command}: {done.stdout[-2000:]}{done.stderr[-2000:]}"
+    return done

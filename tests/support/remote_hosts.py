@@ -54,10 +54,11 @@ def _wait_for_sshd(address: str) -> None:
 
 
 @contextlib.contextmanager
-def ssh_hosts(gold, network, folder: Path, variants: dict[str, Callable[[Path], None]], unknown_key: set[str] = frozenset()):
+def ssh_hosts(gold, network, folder: Path, variants: dict[str, Callable[[Path], None]], unknown_key: set[str] = frozenset(),
+              first: int = 1):
     """One container per VARIANTS entry (hostname -> what to change in its root
-    filesystem), started and answering ssh; yields (hosts, ssh config path).
-    Hosts named in UNKNOWN_KEY are left out of known_hosts."""
+    filesystem), started and answering ssh, the first at .100+FIRST of the network;
+    yields (hosts, ssh config path). Hosts named in UNKNOWN_KEY are left out of known_hosts."""
     folder.mkdir(parents=True, exist_ok=True)
     key = folder / "id_ed25519"
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True, timeout=30)
@@ -70,7 +71,7 @@ def ssh_hosts(gold, network, folder: Path, variants: dict[str, Callable[[Path], 
     run = uuid.uuid4().hex[:6]
     hosts = []
     with contextlib.ExitStack() as cleanup:
-        for number, (hostname, change) in enumerate(variants.items(), start=1):
+        for number, (hostname, change) in enumerate(variants.items(), start=first):
             name = f"lxcc-rh-{run}-{number}"
             address = str(network.subnet.network_address + 100 + number)
             cleanup.callback(destroy_container, ROOT_LXC, name)  # registered before it exists
