@@ -22,14 +22,13 @@ from leftovers import run_leftovers
 PASSWORD_ENV = "LXCC_TEST_PASSWORD"
 PASSWORD = "seed-000-" + uuid.uuid4().hex[:12]
 
-pytestmark = pytest.mark.xdist_group("host-state")
-
 
 @pytest.fixture(autouse=True)
-def state():
-    """Containers take host-wide resources (inotify instances, DHCP): one test at a
-    time, and what a test changes on the host is undone after it."""
-    with HostState() as state:
+def state(request):
+    """The host for the test: shared with the other tests that make only what is theirs
+    (each lab run its own bridge, user and containers, as two events' runs would); alone
+    for one marked changes_host, whose changes are undone after it."""
+    with HostState(shared=request.node.get_closest_marker("changes_host") is None) as state:
         yield state
 
 
@@ -185,6 +184,7 @@ def test_dnsmasq_stopped_before_the_samples_start(lab_gold, tmp_path, suite):
     assert elapsed < 20
 
 
+@pytest.mark.changes_host
 def test_inotify_limit_is_named_before_any_sample_starts(state, lab_gold, tmp_path, suite):
     state.sysctl("fs.inotify.max_user_instances", 20)
     checks, _ = _run(suite, _profile(tmp_path, lab_gold.name, samples=5))
@@ -211,6 +211,7 @@ def _kill_lab_run_when(profile: str, folder: Path, pattern: str, tmp_path: Path,
     process.wait(30)
 
 
+@pytest.mark.changes_host
 def test_cleanup_removes_what_a_killed_run_left_and_nothing_else(lab_gold, tmp_path):
     """SIGKILL a lab run mid-fleet: nothing can tear down. `--cleanup` removes its
     containers, bridge, dnsmasq and files, and leaves a live run's alone."""
@@ -461,6 +462,7 @@ def test_key_based_login(test_gold, tmp_path, suite):
     assert _failed(verdicts["stranger"]) <= {"containers.ssh_login", "containers.boot_time", "containers.machine_id"}
 
 
+@pytest.mark.changes_host
 def test_cleanup_after_a_killed_unprivileged_run_restores_the_host(lab_gold, tmp_path):
     """SIGKILL mid-fleet leaves the lab user, its containers, its lxc-usernet grant
     and the pam_cgfs delegation; `--cleanup` removes and restores all of them."""
@@ -493,6 +495,7 @@ def test_xdist_runs_a_lab_in_one_process(lab_gold, suite):
     assert suite.results("lab")["summary"]["failed"] == 0
 
 
+@pytest.mark.changes_host
 def test_inotify_limit_of_a_workshop_host_is_named_before_any_sample_starts(workshop_host, state, tmp_path, suite):
     """Unprivileged samples draw on their owner's inotify quota (the kernel charges a user
     namespace to its creator): the capacity check counts the owner's use, not root's."""
@@ -504,6 +507,7 @@ def test_inotify_limit_of_a_workshop_host_is_named_before_any_sample_starts(work
     assert all(c["message"] == "not checked: containers.capacity failed" for i, c in checks.items() if i.startswith("containers.running."))
 
 
+@pytest.mark.changes_host
 def test_cleanup_removes_gold_caches_whose_source_is_gone(lab_gold, suite):
     """The suite's copy of a site's gold (lxcc-gold-from-NAME, a full root filesystem) stays
     while NAME exists, and --cleanup removes it, saying what it frees, once NAME is gone."""

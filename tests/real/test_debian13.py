@@ -18,7 +18,6 @@ from lxc_compliance.readers.lxc import LXC_PATH
 from hoststate import HostState
 from nested import NestedHost
 
-pytestmark = pytest.mark.xdist_group("host-state")
 
 # Inside a container the init network namespace's neighbour table is the host's: its
 # gc_thresh sysctls do not exist there, and the host checks say so.
@@ -37,9 +36,12 @@ def _sysctls() -> dict[str, str]:
 
 @pytest.fixture(autouse=True)
 def _sysctls_as_found():
-    before = _sysctls()
-    yield
-    assert _sysctls() == before, "a nested host changed this machine's sysctls"
+    """The host shared (a nested host is the test's own container), its sysctls read
+    inside that hold, where no other test may change them."""
+    with HostState(shared=True):
+        before = _sysctls()
+        yield
+        assert _sysctls() == before, "a nested host changed this machine's sysctls"
 
 
 def _failed(document: dict) -> set[str]:
@@ -48,7 +50,7 @@ def _failed(document: dict) -> set[str]:
 
 
 def test_debian_13_runs_the_profiles_and_a_nested_sample(lab_gold):
-    with HostState(), NestedHost("trixie") as nested:  # one host-changing test at a time
+    with NestedHost("trixie") as nested:
         nested.copy_container(LXC_PATH / LAB_GOLD)
         kernel = nested.lxcc("--profile=kernel", "-q")
         assert kernel.returncode == 0, kernel.stdout[-3000:]
@@ -86,7 +88,7 @@ checks:
 
 
 def test_the_upgrade_from_debian_12_to_13_is_gated(lab_gold):
-    with HostState(), NestedHost("bookworm") as nested:
+    with NestedHost("bookworm") as nested:
         lab_gold.prepare("student", None, "512M", "1G")  # other runs prepare the shared gold with their own limits
         nested.copy_container(LXC_PATH / LAB_GOLD)
         for name in ("pc1", "pc2"):  # the recipe's copies: a MAC of the event's prefix, keys of their own

@@ -21,7 +21,7 @@ from lab import COPIES
 from lxc_compliance.readers.cgroup_dialect import HostDialect, limit_lines
 from lxc_compliance.readers.cgroups import Cgroups
 
-# One seed 000 host for the module (and the security audit's copies): one worker builds it once.
+# One seed 000 host for the module: one worker builds it once.
 pytestmark = pytest.mark.xdist_group("seed-fleet")
 
 
@@ -137,6 +137,7 @@ def _both(first, second):
         yield
 
 
+@pytest.mark.changes_host  # /etc/lxc/lxc-usernet edited, the whole host compared
 def test_each_fleet_fault_fails_its_check_for_its_container(seed_fleet, tmp_path, suite):
     before = HostSnapshot.take()
     checks = _audit(suite, tmp_path / "clean", seed_fleet)
@@ -274,6 +275,7 @@ def _running(lxcpath: Path, names: list[str]) -> list[str]:
                                                        capture_output=True, text=True).stdout.strip() == "RUNNING"]
 
 
+@pytest.mark.changes_host  # --cleanup sweeps every killed run's leftovers
 def test_a_killed_start_fleet_is_put_back_by_cleanup(seed_fleet, lab_gold, tmp_path):
     """SIGKILL a --start-fleet run once it has started containers: nothing of it can
     tear down; `--cleanup` stops exactly the containers it started."""

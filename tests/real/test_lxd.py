@@ -33,7 +33,8 @@ def lxd_host(request, lab_gold):
     if not Path(daemon.program).exists():
         pytest.skip(f"{daemon.program} is not installed (./lxcc test installs it)")
     had_table = nft_table_exists(daemon)
-    with HostState(), LxdLab(secrets.token_hex(4), kind=request.param) as lab:
+    # Shared: the daemon, its bridge and its nftables table are the lab's own; what needs the host alone waits.
+    with HostState(shared=True), LxdLab(secrets.token_hex(4), kind=request.param) as lab:
         lab.import_image(lab_gold.rootfs, "lxcc-gold")
         for name in INSTANCES:
             lab.lxc("init", "lxcc-gold", name, "-c", f"limits.memory={MEMORY}", timeout=300)

@@ -23,8 +23,6 @@ from conftest import ROOT
 from hoststate import HostState
 from remote_hosts import ssh_hosts, with_uidmap_helpers
 
-pytestmark = pytest.mark.xdist_group("host-state")
-
 DEAD = 250  # host number in the bridge's subnet where nothing answers
 
 
@@ -52,7 +50,7 @@ def remote_hosts(lab_gold, tmp_path):
     """(hosts, ssh config, dead spec): the sshd containers, all running, on the test's own bridge."""
     from lxc_compliance.lab.network import LabNetwork
 
-    with HostState(), LabNetwork(uuid.uuid4().hex, dhcp_hosts=(20, 80)) as network, \
+    with HostState(shared=True), LabNetwork(uuid.uuid4().hex, dhcp_hosts=(20, 80)) as network, \
             ssh_hosts(lab_gold, network, tmp_path / "ssh", VARIANTS, unknown_key={"rh4"}) as (hosts, config):
         yield hosts, config, f"ssh://root@{network.subnet.network_address + DEAD}"
 
@@ -222,7 +220,7 @@ def python_hosts(lab_gold, tmp_path):
     from nested import in_chroot
 
     gold = GoldImage(f"lxcct-pygold-{uuid.uuid4().hex[:6]}")
-    with HostState(), contextlib.ExitStack() as cleanup:
+    with HostState(shared=True), contextlib.ExitStack() as cleanup:
         cleanup.callback(gold.remove)  # registered before it exists
         subprocess.run(["lxc-copy", "-n", lab_gold.name, "-N", gold.name], check=True, capture_output=True, timeout=300)
         in_chroot(gold.rootfs, "apt-get update -qq && apt-get install -y -qq --no-install-recommends python3-venv",

@@ -3,7 +3,6 @@ and seed 000's workshop host in small."""
 
 from __future__ import annotations
 
-import contextlib
 import uuid
 from pathlib import Path
 
@@ -99,39 +98,32 @@ def _read_or_none(path: Path) -> bytes | None:
     return path.read_bytes() if path.exists() or path.is_symlink() else None
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def built_seed_fleet(lab_gold):
-    """(network, user, copies): seed 000's host with COPIES copies, built once per session
-    (its tests share one xdist group, so one worker builds it), under the host-state
-    lock while it is built and while it is removed."""
+    """(network, user, copies): seed 000's host with COPIES copies, built once for the
+    module that asks for it (its tests share an xdist group: one worker), the host held
+    shared while it exists: a test that needs the host alone runs before or after it."""
     from hoststate import HostState
     from lxc_compliance.lab.network import LabNetwork
     from lxc_compliance.lab.user import LabUser
 
-    removal = contextlib.ExitStack()
-    try:
-        with HostState():
-            lab_gold.prepare("student", None, "512M", "1G")
-            run_id = uuid.uuid4().hex
-            network = removal.enter_context(LabNetwork(run_id, dhcp_hosts=(20, 80)))
-            user = removal.enter_context(LabUser(run_id, network.bridge, COPIES + 2, lab_gold, memory="512M",
-                                                 memsw="1G"))
-            copies = build_fleet(network, user, COPIES)
-        yield network, user, copies
-    finally:
-        with HostState():
-            removal.close()
+    with HostState(shared=True):
+        lab_gold.prepare("student", None, "512M", "1G")
+        run_id = uuid.uuid4().hex
+        with LabNetwork(run_id, dhcp_hosts=(20, 80)) as network, \
+                LabUser(run_id, network.bridge, COPIES + 2, lab_gold, memory="512M", memsw="1G") as user:
+            yield network, user, build_fleet(network, user, COPIES)
 
 
 @pytest.fixture
-def seed_fleet(built_seed_fleet):
-    """(network, user, copies, host state): the session's seed 000 host, the host-state
-    lock held for the test; the copies' files are as built before and after it."""
+def seed_fleet(built_seed_fleet, request):
+    """(network, user, copies, host state): the module's seed 000 host, held alone for a
+    test marked changes_host; the copies' files are as built before and after each test."""
     from hoststate import HostState
 
     network, user, copies = built_seed_fleet
     built = _fleet_files(user.gold.lxc.path, copies)
-    with HostState() as state:
+    with HostState(shared=request.node.get_closest_marker("changes_host") is None) as state:
         yield network, user, copies, state
         left = {path: data for path, data in built.items() if _read_or_none(path) != data}
         for path, data in left.items():
