@@ -16,6 +16,9 @@ from paths import path_without
 
 PASSWORD_ENV = "LXCCT_PASSWORD"
 
+# It holds the host alone: the host-state group, run first (tests/conftest.py orders them).
+pytestmark = [pytest.mark.changes_host, pytest.mark.xdist_group("host-state")]
+
 
 @pytest.fixture(autouse=True)
 def quiet_host():

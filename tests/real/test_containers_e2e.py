@@ -22,6 +22,9 @@ from leftovers import run_leftovers
 PASSWORD_ENV = "LXCC_TEST_PASSWORD"
 PASSWORD = "seed-000-" + uuid.uuid4().hex[:12]
 
+# It holds the host shared: run after the tests that hold it alone (tests/conftest.py).
+pytestmark = pytest.mark.shares_host
+
 
 @pytest.fixture(autouse=True)
 def state(request):

@@ -29,6 +29,9 @@ CONTAINER_ONLY = {"host.neigh_gc_thresh2", "host.neigh_gc_thresh3"}
 WATCHED_SYSCTLS = ("fs/inotify/max_user_instances", "fs/inotify/max_user_watches", "vm/max_map_count",
                    "kernel/core_uses_pid", "kernel/pid_max", "fs/protected_regular", "fs/protected_fifos")
 
+# It holds the host shared: run after the tests that hold it alone (tests/conftest.py).
+pytestmark = pytest.mark.shares_host
+
 
 def _sysctls() -> dict[str, str]:
     return {key: (Path("/proc/sys") / key).read_text().strip() for key in WATCHED_SYSCTLS}

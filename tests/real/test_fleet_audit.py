@@ -21,8 +21,9 @@ from lab import COPIES
 from lxc_compliance.readers.cgroup_dialect import HostDialect, limit_lines
 from lxc_compliance.readers.cgroups import Cgroups
 
-# One seed 000 host for the module: one worker builds it once.
-pytestmark = pytest.mark.xdist_group("seed-fleet")
+# One seed 000 host for the module: one worker builds it once. It holds the host shared (but
+# for two tests): run after the tests that hold it alone (tests/conftest.py).
+pytestmark = [pytest.mark.shares_host, pytest.mark.xdist_group("seed-fleet")]
 
 
 def _audit(suite, folder: Path, seed_fleet, extra: str = "") -> dict[str, dict]:

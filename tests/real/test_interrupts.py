@@ -21,6 +21,9 @@ from leftovers import run_leftovers
 RUNS = 20
 LONGEST_RUN_S = 9.0  # a lab run with 2 samples takes ~5 s here, an unprivileged one ~15 s
 
+# It holds the host alone: the host-state group, run first (tests/conftest.py orders them).
+pytestmark = [pytest.mark.changes_host, pytest.mark.xdist_group("host-state")]
+
 
 @pytest.fixture(autouse=True)
 def quiet_host():

@@ -20,7 +20,8 @@ from leftovers import run_leftovers
 from lxc_compliance.lab.lxd import DAEMONS, LxdLab, nft_table_exists
 from lxc_compliance.readers.lxd import SERVERS, LxdServer, ReadOnlyLxd, ReadOnlyRefused
 
-pytestmark = [pytest.mark.xdist_group("lxd")]
+# It holds the host shared: run after the tests that hold it alone (tests/conftest.py).
+pytestmark = [pytest.mark.shares_host, pytest.mark.xdist_group("lxd")]
 
 INSTANCES = ("t1", "t2", "t3")
 MEMORY = "256MB"

@@ -25,6 +25,9 @@ from remote_hosts import ssh_hosts, with_uidmap_helpers
 
 DEAD = 250  # host number in the bridge's subnet where nothing answers
 
+# It holds the host shared: run after the tests that hold it alone (tests/conftest.py).
+pytestmark = pytest.mark.shares_host
+
 
 def _default_conf(link: str, uidmap: bool = True):
     """A host with /etc/lxc/default.conf linking new containers to LINK (and, with UIDMAP, newuidmap)."""

@@ -30,7 +30,8 @@ NETWORK_CHECKS_TIMEOUT_S = 3
 # seen by every other test's checks (and a wildcard dnsmasq cannot even start
 # beside another bridge's), so these tests run one at a time, whichever worker
 # or process they are in: each holds the host-wide test lock.
-pytestmark = pytest.mark.xdist_group("host-state")
+# It holds the host alone: the host-state group, run first (tests/conftest.py orders them).
+pytestmark = [pytest.mark.changes_host, pytest.mark.xdist_group("host-state")]
 
 
 @pytest.fixture(autouse=True)

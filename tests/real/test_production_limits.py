@@ -17,7 +17,8 @@ from hoststate import HostState
 from lxc_compliance.model.catalog import Catalog
 from lxc_compliance.model.profiles import load
 
-pytestmark = pytest.mark.xdist_group("host-state")
+# It holds the host alone: the host-state group, run first (tests/conftest.py orders them).
+pytestmark = [pytest.mark.changes_host, pytest.mark.xdist_group("host-state")]
 
 CATALOG = Catalog.load()
 PRODUCTION = load("production", CATALOG)

@@ -10,6 +10,9 @@ import pytest
 from hoststate import HostState
 from hostsnapshot import HostSnapshot
 
+# It holds the host alone: the host-state group, run first (tests/conftest.py orders them).
+pytestmark = [pytest.mark.changes_host, pytest.mark.xdist_group("host-state")]
+
 
 @pytest.fixture(autouse=True)
 def quiet_host():

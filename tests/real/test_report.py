@@ -112,6 +112,7 @@ def test_baseline_gate_fails_on_new_failures_only(tmp_path, suite):
     assert suite.results()["summary"]["known"] == 2
 
 
+@pytest.mark.changes_host
 def test_baseline_gate_after_a_lowered_sysctl(tmp_path, suite):
     """The judged scenario: a host run, then a sysctl lowered: exactly that check is new."""
     with HostState() as state:
@@ -154,6 +155,7 @@ def test_junit_xml_is_valid_and_counts_every_check(tmp_path, suite):
     assert "pid_namespace" in failed[0].get("name")
 
 
+@pytest.mark.changes_host
 def test_secrets_reach_no_output(lab_gold, tmp_path, suite):
     """A password in the environment and a profile that points at it, with a login
     that fails: the password is in no terminal line, JSON, HTML or JUnit XML."""

@@ -21,6 +21,9 @@ from leftovers import run_leftovers
 PASSWORD_ENV = "LXCC_TEST_PASSWORD"
 WITHIN_S = 20
 
+# It holds the host alone: the host-state group, run first (tests/conftest.py orders them).
+pytestmark = [pytest.mark.changes_host, pytest.mark.xdist_group("host-state")]
+
 
 @pytest.fixture
 def seed_host(lab_gold):

@@ -17,6 +17,9 @@ import pytest
 from conftest import ROOT
 from hoststate import HostState
 
+# It holds the host shared: run after the tests that hold it alone (tests/conftest.py).
+pytestmark = pytest.mark.shares_host
+
 
 @pytest.fixture(autouse=True)
 def _host_shared():

@@ -18,7 +18,8 @@ from conftest import ROOT
 from hoststate import HostState, home
 from lxc_compliance.readers.cgroups import Cgroups
 
-pytestmark = pytest.mark.xdist_group("host-state")
+# It holds the host alone: the host-state group, run first (tests/conftest.py orders them).
+pytestmark = [pytest.mark.changes_host, pytest.mark.xdist_group("host-state")]
 
 PAM_FILES = ("/etc/pam.d/common-session", "/etc/pam.d/common-session-noninteractive")
 DEFAULT_CONF = {
