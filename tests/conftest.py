@@ -28,7 +28,8 @@ def pytest_collection_modifyitems(config, items):
     them back to back while the other runs tests that hold nothing), then those, then the
     ones that hold it shared, which then run beside each other. Otherwise each test that
     holds it alone waits for a shared one of the other worker, and the shared ones never
-    meet (a CI run: 24 min, the exclusive ones' setups waiting up to 100 s each)."""
+    meet (a CI run: 24 min, the exclusive ones' setups waiting up to 100 s each). ./lxcc test
+    passes --no-loadscope-reorder, or xdist would hand out the largest groups first."""
     def order(item) -> int:
         if item.get_closest_marker("changes_host"):
             return 0
