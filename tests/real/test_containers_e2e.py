@@ -344,6 +344,7 @@ def test_samples_of_a_gold_with_the_recipe_s_static_address_get_addresses_of_the
     assert "inet static" in interfaces.read_text()  # the gold itself is as it was
 
 
+@pytest.mark.changes_host  # the host's own pam files, without their pam_cgfs line
 def test_login_sessions_without_pam_cgfs_are_named_before_samples_start(workshop_host, tmp_path, suite):
     """Without the pam line systemd in an unprivileged container exits at once:
     the run says so and starts nothing."""

@@ -228,6 +228,7 @@ def test_samples_launched_through_lxd_leave_the_server_as_found(suite, lxd_host,
     profile.write_text(
         f"extends: {lxd_host.kind}\ncategories: [lxd, containers]\nhost: {{containers: 3}}\n"
         f"lxd: {{network: {lxd_host.bridge}, memory_limit: {MEMORY}}}\n"
+        "fleet: {pattern: 'nothing-lxc-*'}\n"  # root's LXC containers are other tests' (they run beside it)
         "containers: {engine: lxd, gold: lxcc-gold-bookworm, release: bookworm, build_gold: true, samples: 2,\n"
         "  memory_limit: 256M, mac_prefix: '52:56', boot_budget_s: 30, boot_timeout_s: 90, ssh: {user: student}}\n")
     before = _server_state(lxd_host.socket)
@@ -268,6 +269,7 @@ def test_a_killed_run_s_lxd_samples_are_removed_by_cleanup(lxd_host, tmp_path):
     profile = tmp_path / "lxd-killed.yaml"
     profile.write_text(
         f"extends: {lxd_host.kind}\ncategories: [containers]\nhost: {{containers: 3}}\nlxd: {{network: {lxd_host.bridge}}}\n"
+        "fleet: {pattern: 'nothing-lxc-*'}\n"  # root's LXC containers are other tests' (they run beside it)
         "containers: {engine: lxd, gold: lxcc-gold-bookworm, release: bookworm, build_gold: true, samples: 2,\n"
         "  memory_limit: 256M, boot_timeout_s: 90, ssh: {user: student}}\n")
     before = _server_state(lxd_host.socket)
