@@ -270,6 +270,7 @@ def _pam_session_files() -> dict[str, str]:
     return {str(path): path.read_text() for path in PAM_SESSION_FILES if path.is_file()}
 
 
+@pytest.mark.changes_host  # compares the host's pam files and lxc-usernet before and after
 def test_unprivileged_lab_passes_end_to_end(lab_gold, suite):
     """The workshop path, self-provisioned: a throwaway user, pam_cgfs delegation,
     lxc-create -t local, samples started from the user's login session; the user
