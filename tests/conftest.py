@@ -21,6 +21,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent / "support"))
 pytest_plugins = ["pytester", "lab"]
 
 ROOT = Path(__file__).resolve().parent.parent
+CACHE = Path(__file__).resolve().parent / ".cache"
+DEBIAN_CONFIG_PACKAGES = ("linux-config-6.1", "linux-config-6.12")
 
 
 def pytest_collection_modifyitems(config, items):
@@ -36,8 +38,6 @@ def pytest_collection_modifyitems(config, items):
         return 2 if item.get_closest_marker("shares_host") else 1
 
     items.sort(key=order)
-CACHE = Path(__file__).resolve().parent / ".cache"
-DEBIAN_CONFIG_PACKAGES = ("linux-config-6.1", "linux-config-6.12")
 
 
 def _download_debian_configs() -> list[Path]:

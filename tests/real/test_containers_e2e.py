@@ -31,7 +31,7 @@ def state(request):
     """The host for the test: shared with the other tests that make only what is theirs
     (each lab run its own bridge, user and containers, as two events' runs would); alone
     for one marked changes_host, whose changes are undone after it."""
-    with HostState(shared=request.node.get_closest_marker("changes_host") is None) as state:
+    with HostState.for_test(request.node) as state:
         yield state
 
 

@@ -243,9 +243,10 @@ def test_the_playbook_runs_the_suite_on_each_host_and_merges_what_they_found(pyt
     back and merge into one report; each host's verdicts are those of the same profile
     read over ssh from here, and nothing of the run stays on a host or beside the checkout."""
     hosts, config, bare, bare_config = python_hosts
+    reached = [(host, config) for host in hosts] + [(bare, bare_config)]  # each with its ssh config
     inventory = tmp_path / "inventory.ini"
     inventory.write_text("[lxchosts]\n" + "".join(f"{h.hostname} ansible_host={h.address} ansible_ssh_common_args='-F {c}'\n"
-                                                   for h, c in [(h, config) for h in hosts] + [(bare, bare_config)])
+                                                   for h, c in reached)
                          + "[lxchosts:vars]\nansible_user=root\nansible_python_interpreter=/usr/bin/python3\n")
     profile = tmp_path / "site.yaml"
     profile.write_text(PROFILE)
@@ -270,7 +271,7 @@ def test_the_playbook_runs_the_suite_on_each_host_and_merges_what_they_found(pyt
     _, over_ssh = _audit(tmp_path / "over-ssh", [h.spec for h in hosts], config, "-p", "no:xdist")
     assert _verdicts(merged) == _verdicts(over_ssh)
     assert _verdicts(merged)[("rh3", "host.lxc_network_link")] == "failed"
-    for host, ssh_config in [(h, config) for h in hosts] + [(bare, bare_config)]:
+    for host, ssh_config in reached:
         left = subprocess.run(["ssh", "-F", str(ssh_config), host.address, "ls -d /tmp/lxc-compliance-* 2>/dev/null"],
                               capture_output=True, text=True, timeout=30).stdout
         assert left == "", f"{host.hostname} keeps {left}"

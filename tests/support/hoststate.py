@@ -65,6 +65,11 @@ class HostState:
         self._upgraded = False
         self.shared = shared
 
+    @classmethod
+    def for_test(cls, node) -> "HostState":
+        """The hold a test (a pytest node) asks for: alone where it is marked changes_host."""
+        return cls(shared=node.get_closest_marker("changes_host") is None)
+
     def __enter__(self) -> "HostState":
         mode = fcntl.LOCK_SH if self.shared else fcntl.LOCK_EX
         if _Held.depth == 0:

@@ -123,7 +123,7 @@ def seed_fleet(built_seed_fleet, request):
 
     network, user, copies = built_seed_fleet
     built = _fleet_files(user.gold.lxc.path, copies)
-    with HostState(shared=request.node.get_closest_marker("changes_host") is None) as state:
+    with HostState.for_test(request.node) as state:
         yield network, user, copies, state
         left = {path: data for path, data in built.items() if _read_or_none(path) != data}
         for path, data in left.items():
