@@ -47,6 +47,16 @@ def test_gold(lab_gold):
         gold.remove()
 
 
+def test_a_gold_destroyed_by_hand_and_built_again_is_prepared_again(test_gold):
+    """The suite keeps what it did to a gold outside the container's folder: a gold destroyed
+    with lxc-destroy and built anew must not inherit the old one's "prepared"."""
+    subprocess.run(["lxc-destroy", "-n", test_gold.name], check=True, capture_output=True, timeout=120)
+    assert test_gold.ensure() is True
+    assert (test_gold.rootfs / "etc/machine-id").read_text().strip(), "lxc-create -t debian leaves a machine-id"
+    test_gold.prepare("student", PASSWORD, "512M", "1G")
+    assert (test_gold.rootfs / "etc/machine-id").read_text().strip() == ""
+
+
 def _profile(tmp_path: Path, gold: str, samples: int = 2, extra: str = "", build_gold: bool = False,
              login: str = f", password_env: {PASSWORD_ENV}", boot_timeout_s: int = 20) -> Path:
     """A containers-only lab profile for GOLD; LOGIN is what ssh: holds beside the user."""
@@ -191,7 +201,7 @@ def test_dnsmasq_stopped_before_the_samples_start(lab_gold, tmp_path, suite):
 def test_inotify_limit_is_named_before_any_sample_starts(state, lab_gold, tmp_path, suite):
     state.sysctl("fs.inotify.max_user_instances", 20)
     checks, _ = _run(suite, _profile(tmp_path, lab_gold.name, samples=5))
-    assert _failed(checks) == {"containers.capacity"}
+    assert _failed(checks) == {"containers.capacity"}, {i: c["message"] for i, c in checks.items() if c["outcome"] == "failed"}
     assert "fs.inotify.max_user_instances=20" in checks["containers.capacity"]["message"]
     skipped = [c for i, c in checks.items() if i.startswith("containers.running.")]
     assert len(skipped) == 5 and all(c["message"] == "not checked: containers.capacity failed" for c in skipped)

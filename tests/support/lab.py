@@ -15,8 +15,12 @@ LAB_GOLD = "lxcc-gold-bookworm"
 
 @pytest.fixture(scope="session")
 def lab_gold() -> GoldImage:
+    """The lab's gold, built if missing and prepared as a lab run leaves it (a login user,
+    the lab's limits, machine-id and leases emptied): on a fresh machine the first test to
+    use it must not read a gold no run has prepared yet."""
     gold = GoldImage(LAB_GOLD)
     gold.ensure()
+    gold.prepare("student", None, "512M", "1G")
     return gold
 
 
