@@ -167,6 +167,10 @@ class Process:
     argv: tuple[str, ...] = field(default=())
 
 
+# In a path given to Host.prefetch_batch: the host's kernel release, known there before it is here.
+RELEASE = "@release@"
+
+
 class Host:
     """A host the readers read. Subclasses carry the transport (``kind``, ``read``,
     ``listdir``, ``readlink``, ``info``, ``xattr``, ``which``, ``release``, ``run``, ``user``,
@@ -186,6 +190,15 @@ class Host:
     def prefetch_trees(self, paths) -> None:
         """Read the file trees PATHS (absolute; shell globs) ahead, where that saves commands:
         a root filesystem's files, a config and what it includes."""
+
+    def prefetch_runs(self, commands) -> None:
+        """Run the read-only COMMANDS ahead, where that saves commands (``run`` then answers them)."""
+
+    def prefetch_batch(self, paths=(), programs=(), commands=(), first: str | None = None,
+                       in_cgroup_mounts=()) -> "Result | None":
+        """prefetch, prefetch_programs and prefetch_runs at once, where that saves commands; FIRST's
+        Result (None without it). Here: FIRST run alone."""
+        return None if first is None else self.run(first)
 
     # --- files ----------------------------------------------------------------------
 

@@ -14,22 +14,41 @@ import re
 import shlex
 import tarfile
 
-from lxc_compliance.readers.machine import (ABSENT, DIRECTORY, FILE, OTHER, Account, FileInfo, Host, Link, Process,
-                                            Result, UdpSocket)
+from lxc_compliance.readers.machine import (ABSENT, DIRECTORY, FILE, OTHER, RELEASE, Account, FileInfo, Host, Link,
+                                            Process, Result, UdpSocket)
 
 # One command reads many paths: each as "F PATH BASE64" (a readable regular file),
-# "U PATH" (a file it may not read), "D PATH" (a directory), "E PATH" (something
-# else that exists), "X PATH" (behind a directory it may not enter) or "N PATH";
-# a link first as "L PATH<tab>TARGET", then what it leads to.
-_READ_MANY = r"""for p in "$@"; do
+# "U PATH" (a file it may not read), "D PATH<tab>BASE64" (a directory and its entries,
+# "D PATH" where it may not list it), "E PATH" (something else that exists), "X PATH"
+# (behind a directory it may not enter) or "N PATH"; a link first as "L PATH<tab>TARGET",
+# then what it leads to. The walk up a missing path's folders forks nothing (${d%/*}).
+# "@release@" in a path is the host's kernel release (uname -r there, said first as "K RELEASE").
+_READ_MANY = r"""case "$*" in *@release@*) r=$(uname -r); printf 'K %s\n' "$r";; esac
+for p in "$@"; do
+  case $p in *@release@*) p=${p%%@release@*}$r${p#*@release@};; esac
   if [ -L "$p" ]; then printf 'L %s\t%s\n' "$p" "$(readlink -- "$p")"; fi
   if [ -f "$p" ] && [ -r "$p" ]; then printf 'F %s ' "$p"; base64 -w0 < "$p"; echo
   elif [ -f "$p" ]; then printf 'U %s\n' "$p"
-  elif [ -d "$p" ]; then printf 'D %s\n' "$p"
+  elif [ -d "$p" ]; then
+    if l=$(ls -1A -- "$p" 2>/dev/null); then printf 'D %s\t' "$p"; printf '%s' "$l" | base64 -w0; echo
+    else printf 'D %s\n' "$p"; fi
   elif [ -e "$p" ]; then printf 'E %s\n' "$p"
-  else k=N; d=$(dirname "$p"); while [ "$d" != / ]; do [ ! -d "$d" ] || [ -x "$d" ] || k=X; d=$(dirname "$d"); done
+  else k=N; d=${p%/*}; while case $d in /?*) true;; *) false;; esac; do [ ! -d "$d" ] || [ -x "$d" ] || k=X; d=${d%/*}; done
     printf '%s %s\n' "$k" "$p"; fi
 done"""
+# One command runs many read-only commands, each as "R INDEX RC BASE64(stdout) BASE64(stderr)"
+# (each '.' keeps trailing newlines from $(...), which drops them).
+_RUN_MANY = r"""exec 4>&1; i=0
+for c in "$@"; do
+  e=$( { o=$(sh -c "$c" 2>&3; r=$?; echo .; exit $r); r=$?; printf 'R %s %s ' "$i" "$r" >&4
+         printf '%s' "${o%.}" | base64 -w0 >&4; } 3>&1; echo . )
+  printf ' %s\n' "$(printf '%s' "${e%.}" | base64 -w0)"
+  i=$((i+1))
+done"""
+# Where one command's output ends and the next one's starts, in a batch of them.
+_PART = "@@lxcc-part@@"
+# Each cgroup and cgroup2 mount point of the host, one per line (/proc/self/mounts escapes spaces as \040).
+_CGROUP_MOUNTS = "awk '$3 == \"cgroup\" || $3 == \"cgroup2\" {print $2}' /proc/self/mounts"
 # One command finds programs and reads what the kernel checks ask of them:
 # "W PROGRAM PATH", "S PATH MODE(hex) UID", "X PATH HEX(security.capability)".
 _PROGRAMS = r"""PATH="$PATH:/usr/sbin:/sbin"
@@ -105,6 +124,13 @@ def link_from_ip(name: str, links: list, addresses: list, ports: list) -> Link:
                       if a.get("family") == "inet"))
 
 
+class _Everything(tuple):
+    """The paths wanted where the shell chose them: every one it names."""
+
+    def __contains__(self, item) -> bool:
+        return True
+
+
 class SshHost(Host):
     """A host reached through a testinfra Host (``connection`` from testinfra.get_host)."""
 
@@ -125,9 +151,15 @@ class SshHost(Host):
         self._links: dict[str, str] = {}
         # Where each path prefetch read points, where it is a link (None: no link).
         self._readlinks: dict[str, str | None] = {}
+        # Each directory prefetch listed -> its entries.
+        self._listings: dict[str, list[str]] = {}
+        # What the read-only commands prefetch_runs ran printed, by command.
+        self._runs: dict[str, Result] = {}
 
     def run(self, command: str, *args: str, timeout: float | None = None) -> Result:
         """COMMAND there (ARGS quoted into its %s). A RuntimeError where ssh itself fails."""
+        if not args and command in self._runs:
+            return self._runs[command]  # read ahead (prefetch_runs): the same command, read-only
         done = self.connection.run(command, *args)
         return Result(done.rc, done.stdout, done.stderr)
 
@@ -135,31 +167,78 @@ class SshHost(Host):
 
     def prefetch(self, paths) -> None:
         """Read PATHS (those not read yet) in one command."""
-        wanted = [path for path in dict.fromkeys(paths) if path not in self._kinds]
-        if not wanted:
-            return
-        result = self.run("sh -c %s sh" + " %s" * len(wanted), _READ_MANY, *wanted)
+        self.prefetch_batch(paths)
+
+    def prefetch_programs(self, programs) -> None:
+        """Find PROGRAMS and read their mode, owner and file capabilities, in one command."""
+        self.prefetch_batch(programs=programs)
+
+    def prefetch_runs(self, commands) -> None:
+        """Run the read-only COMMANDS in one command; ``run`` answers each from what it printed."""
+        self.prefetch_batch(commands=commands)
+
+    def prefetch_batch(self, paths=(), programs=(), commands=(), first: str | None = None,
+                       in_cgroup_mounts=()) -> Result | None:
+        """What prefetch, prefetch_programs and prefetch_runs read (what was not read yet), in one
+        command; FIRST before them (its Result returned: None without it), and the files
+        IN_CGROUP_MOUNTS (names) of each cgroup mount the host has. PATHS may hold RELEASE."""
+        parts = [(script, wanted, take) for script, wanted, take in (
+            (_READ_MANY, [p for p in dict.fromkeys(paths) if p not in self._kinds], self._take_paths),
+            (_PROGRAMS, [p for p in dict.fromkeys(programs) if p not in self._which], self._take_programs),
+            (_RUN_MANY, [c for c in dict.fromkeys(commands) if c not in self._runs], self._take_runs)) if wanted]
+        if not parts and first is None:
+            return None
+        lines = ["sh -c %s sh" + " %s" * len(wanted) for _, wanted, _ in parts]
+        words = [word for script, wanted, _ in parts for word in (script, *wanted)]
+        if in_cgroup_mounts:  # their folders are known there only: the shell names them
+            names = " ".join(shlex.quote(name) for name in in_cgroup_mounts)
+            lines.append(f"sh -c %s sh $({_CGROUP_MOUNTS} | while read -r m; do for n in {names}; do "
+                         "printf '%%s/%%s\\n' \"$m\" \"$n\"; done; done)")
+            words.append(_READ_MANY)
+            parts.append((_READ_MANY, None, self._take_paths))
+        if first is not None:
+            lines.insert(0, f"{{ {first.replace('%', '%%')}; }}")
+        result = self.run(f"; echo {_PART}; ".join(lines), *words)
+        outputs = result.stdout.split(f"{_PART}\n")
+        if first is not None:
+            result = Result(result.rc, outputs.pop(0), result.stderr)
+        for (_, wanted, take), output in zip(parts, outputs):
+            take(wanted, output)
+        return result if first is not None else None
+
+    def _take_paths(self, wanted: list[str] | None, output: str) -> None:
+        """Keep what _READ_MANY printed of WANTED (None: of every path it names)."""
+        lines = output.splitlines()
+        if lines and lines[0].startswith("K "):  # the release the paths name (RELEASE)
+            self._release = self._release or lines[0][2:].strip()
+            wanted = None if wanted is None else [path.replace(RELEASE, self._release) for path in wanted]
+            lines = lines[1:]
+        if wanted is None:
+            wanted = _Everything()
         self._readlinks.update(dict.fromkeys(wanted))
-        for line in result.stdout.splitlines():
+        for line in lines:
             kind, _, rest = line.partition(" ")
             if kind == "L":
                 path, _, target = rest.partition("\t")
                 if path in wanted:
                     self._readlinks[path] = target
                 continue
-            path, _, data = rest.rpartition(" ") if kind == FILE else (rest, "", "")
+            if kind == FILE:
+                path, _, data = rest.rpartition(" ")
+            elif kind == DIRECTORY:
+                path, listed, data = rest.partition("\t")
+                if path in wanted and listed:
+                    self._listings[path] = sorted(base64.b64decode(data).decode(errors="replace").splitlines())
+            else:
+                path, data = rest, ""
             if path in wanted:
                 self._kinds[path] = kind
+                self._readlinks.setdefault(path, None)
                 if kind == FILE:
                     self._files[path] = base64.b64decode(data)
 
-    def prefetch_programs(self, programs) -> None:
-        """Find PROGRAMS and read their mode, owner and file capabilities, in one command."""
-        wanted = [program for program in programs if program not in self._which]
-        if not wanted:
-            return
-        result = self.run("sh -c %s sh" + " %s" * len(wanted), _PROGRAMS, *wanted)
-        for line in result.stdout.splitlines():
+    def _take_programs(self, wanted: list[str], output: str) -> None:
+        for line in output.splitlines():
             kind, *fields = line.split(" ")
             if kind == "W":
                 self._which[fields[0]] = fields[1] if len(fields) > 1 and fields[1] else None
@@ -168,11 +247,20 @@ class SshHost(Host):
             elif kind == "X":
                 self._xattr[fields[0]] = bytes.fromhex(fields[1]) if len(fields) > 1 and fields[1] else None
 
+    def _take_runs(self, wanted: list[str], output: str) -> None:
+        for line in output.splitlines():
+            kind, index, rc, out, err = (line.split(" ") + ["", "", "", ""])[:5]
+            if kind == "R" and index.isdigit() and int(index) < len(wanted) and rc.isdigit():
+                self._runs[wanted[int(index)]] = Result(int(rc), base64.b64decode(out).decode(errors="replace"),
+                                                        base64.b64decode(err).decode(errors="replace"))
+
     def snapshot(self) -> dict:
         """What was read, as JSON can carry it."""
         return {"kinds": self._kinds, "files": {p: base64.b64encode(d).decode() for p, d in self._files.items()},
                 "which": self._which, "xattr": {p: d.hex() if d else None for p, d in self._xattr.items()},
-                "info": {p: [i.mode, i.uid] if i else None for p, i in self._info.items()}, "release": self._release}
+                "info": {p: [i.mode, i.uid] if i else None for p, i in self._info.items()}, "release": self._release,
+                "readlinks": self._readlinks, "listings": self._listings,
+                "runs": {c: [r.rc, r.stdout, r.stderr] for c, r in self._runs.items()}}
 
     def seed(self, snapshot: dict) -> None:
         """Take what another process read (its ``snapshot``)."""
@@ -182,6 +270,9 @@ class SshHost(Host):
         self._xattr.update({p: bytes.fromhex(d) if d else None for p, d in snapshot.get("xattr", {}).items()})
         self._info.update({p: FileInfo(*i) if i else None for p, i in snapshot.get("info", {}).items()})
         self._release = snapshot.get("release") or self._release
+        self._readlinks.update(snapshot.get("readlinks", {}))
+        self._listings.update(snapshot.get("listings", {}))
+        self._runs.update({c: Result(*r) for c, r in snapshot.get("runs", {}).items()})
 
     # --- files ----------------------------------------------------------------------
 
@@ -212,6 +303,10 @@ class SshHost(Host):
         path = self._resolved(path)
         if self._in_tree(path):
             return sorted(self._children.get(path, ())) if self._kinds.get(path) == DIRECTORY else None
+        if path in self._listings:
+            return self._listings[path]
+        if self._kinds.get(path, DIRECTORY) != DIRECTORY:
+            return None  # prefetch found no directory there
         done = self.run("[ -d %s ] && ls -1A -- %s", path, path)
         return sorted(done.stdout.splitlines()) if done.rc == 0 else None
 

@@ -122,3 +122,34 @@ def _as_nobody(tree):
         with pytest.raises(Unreadable):
             host.text(str(path))
     assert host.text(str(tree / "nothing")) is None and host.text(str(tree / "etc/lxc/default.conf"))
+
+
+class Counted:
+    """testinfra's local backend, each command counted; or refusing every command (REFUSE)."""
+
+    def __init__(self, refuse: bool = False) -> None:
+        self.backend, self.refuse, self.commands = testinfra.get_host("local://"), refuse, []
+
+    def run(self, command, *args):
+        assert not self.refuse, f"asked {command!r} of a host that should answer from what it was handed"
+        self.commands.append(command)
+        return self.backend.run(command, *args)
+
+
+def test_one_batch_reads_paths_programs_and_commands_as_each_would_be_read_alone(tree):
+    paths = [str(tree / p) for p in ("etc/lxc/default.conf", "etc/lxc", "fifo", "nothing", "etc/nothing/under",
+                                     "a file with spaces", "link")]
+    commands = ["printf 'out\\n\\n'; echo err >&2; exit 3", "printf 'no newline'", "echo \"it's $((1 + 1))\""]
+    connection = Counted()
+    batched = SshHost(connection, "batched")
+    batched.prefetch_batch(paths, ["sh", "lxcc-no-such-program"], commands)
+    assert len(connection.commands) == 1
+    handed = SshHost(Counted(refuse=True), "handed")  # what an xdist worker gets: no command of its own
+    handed.seed(batched.snapshot())
+    for host in (batched, handed):
+        assert [(host.kind(p), host.read(p), host.listdir(p), host.readlink(p)) for p in paths] == \
+               [(THIS_HOST.kind(p), THIS_HOST.read(p), THIS_HOST.listdir(p), THIS_HOST.readlink(p)) for p in paths]
+        assert [host.which(p) for p in ("sh", "lxcc-no-such-program")] == [THIS_HOST.which("sh"), None]
+        assert [host.run(c) for c in commands] == [THIS_HOST.run(c) for c in commands]
+    assert batched.run(commands[0]).stdout == "out\n\n" and batched.run(commands[0]).rc == 3
+    assert len(connection.commands) == 1, "everything was answered from the one batch"
