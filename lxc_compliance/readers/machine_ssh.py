@@ -124,11 +124,14 @@ def link_from_ip(name: str, links: list, addresses: list, ports: list) -> Link:
                       if a.get("family") == "inet"))
 
 
-class _Everything(tuple):
+class _EveryPath:
     """The paths wanted where the shell chose them: every one it names."""
 
-    def __contains__(self, item) -> bool:
+    def __contains__(self, path: str) -> bool:
         return True
+
+
+_EVERY_PATH = _EveryPath()
 
 
 class SshHost(Host):
@@ -213,9 +216,7 @@ class SshHost(Host):
             self._release = self._release or lines[0][2:].strip()
             wanted = None if wanted is None else [path.replace(RELEASE, self._release) for path in wanted]
             lines = lines[1:]
-        if wanted is None:
-            wanted = _Everything()
-        self._readlinks.update(dict.fromkeys(wanted))
+        wanted = _EVERY_PATH if wanted is None else set(wanted)
         for line in lines:
             kind, _, rest = line.partition(" ")
             if kind == "L":
@@ -233,7 +234,7 @@ class SshHost(Host):
                 path, data = rest, ""
             if path in wanted:
                 self._kinds[path] = kind
-                self._readlinks.setdefault(path, None)
+                self._readlinks.setdefault(path, None)  # its L line, where it is a link, came first
                 if kind == FILE:
                     self._files[path] = base64.b64decode(data)
 
