@@ -122,3 +122,42 @@ def test_a_signal_while_the_run_finishes_waits_for_its_sweep(tmp_path):
     assert "SIGTERM came while the run was finishing" in output
     assert run_leftovers(run_id) == [], output[-3000:]
     assert _dead_runs_leftovers() == []
+
+
+AT_COMMAND = '''
+import os, signal, threading, time
+import psutil
+
+def _watch():
+    me = psutil.Process()
+    deadline = time.monotonic() + 600
+    while time.monotonic() < deadline:
+        for child in me.children(recursive=True):
+            try:
+                if child.name() == {command!r}:
+                    os.kill(os.getpid(), signal.SIGTERM)
+                    return
+            except psutil.Error:
+                pass
+        time.sleep(0.002)
+
+threading.Thread(target=_watch, daemon=True).start()
+'''
+
+
+def test_a_signal_in_a_teardown_waits_for_it(tmp_path):
+    """SIGTERM the moment the run's teardown starts removing its lab user: the teardown
+    finishes first. It used to kill userdel, whose lock on /etc/passwd stayed with the
+    zombie, so the sweep's userdel after it failed on that lock and the user stayed (seen
+    in CI). (A sample's lxc-destroy cut short is finished by the sweep: no test here.)"""
+    (tmp_path / "signal_at_command.py").write_text(AT_COMMAND.format(command="userdel"))
+    process = subprocess.run(
+        [sys.executable, "-m", "pytest", "--profile=lab-unprivileged", "-m", "network or containers", "--samples=2",
+         "-p", "signal_at_command", f"--report-dir={tmp_path / 'reports'}"],
+        cwd=ROOT, capture_output=True, text=True, timeout=600, env={**os.environ, "PYTHONPATH": str(tmp_path)})
+    output = process.stdout + process.stderr
+    run_id = re.search(r"run id ([0-9a-f]{8})", output)[1]
+    assert "KeyboardInterrupt: signal 15" in output, output[-3000:]  # it came, while userdel ran
+    assert "left behind" not in output, output[-3000:]
+    assert run_leftovers(run_id) == [], output[-3000:]
+    assert _dead_runs_leftovers() == []
