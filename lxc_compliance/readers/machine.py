@@ -23,6 +23,9 @@ import stat
 import subprocess
 from dataclasses import dataclass, field
 
+# What the host says of its network, by the Host's link() and udp_sockets() (re-exported: readers take them from here).
+from lxc_compliance.readers.network_records import Link, UdpSocket  # noqa: F401
+
 # Where lxc-checkconfig and `command -v` also find administrators' tools.
 SBIN = ("/usr/sbin", "/sbin")
 
@@ -96,66 +99,6 @@ class Account:
         if len(fields) < 7 or not fields[2].isdigit() or not fields[3].isdigit():
             return None
         return cls(fields[0], True, int(fields[2]), int(fields[3]), fields[5], fields[6], groups)
-
-
-@dataclass(frozen=True)
-class Link:
-    """A network link as netlink reports it (``ip -d link``, ``ip addr``)."""
-
-    name: str
-    exists: bool = False
-    kind: str | None = None  # 'bridge', 'veth', None for a physical NIC
-    up: bool = False  # administratively (IFF_UP)
-    mtu: int | None = None
-    forward_delay: float | None = None  # seconds (netlink carries centiseconds)
-    stp: bool | None = None
-    ports: tuple[str, ...] = ()  # links enslaved to it
-    addresses: tuple[str, ...] = ()  # IPv4 'ADDRESS/PREFIX'
-
-    @property
-    def networks(self) -> list:
-        """IPv4 addresses with their prefix, e.g. 10.1.2.1/24."""
-        import ipaddress
-
-        return [ipaddress.ip_interface(address) for address in self.addresses]
-
-    def describe(self) -> str:
-        """One line of what the link is.
-
-        >>> Link("br0", True, "bridge", True, 1500, 0.0, False, ("veth1",), ("10.0.3.1/24",)).describe()
-        'br0: bridge, up, 10.0.3.1/24, forward delay 0.0s, STP off, MTU 1500, ports: veth1'
-        """
-        if not self.exists:
-            return f"no link {self.name}"
-        addresses = ", ".join(map(str, self.networks)) or "no IPv4 address"
-        return (f"{self.name}: {self.kind or 'not a bridge'}, {'up' if self.up else 'down'}, {addresses}, "
-                f"forward delay {self.forward_delay}s, STP {'on' if self.stp else 'off'}, MTU {self.mtu}, "
-                f"ports: {', '.join(self.ports) or 'none'}")
-
-
-@dataclass(frozen=True)
-class UdpSocket:
-    """A UDP socket bound to a port, and the process holding it."""
-
-    address: str
-    device: str | None  # SO_BINDTODEVICE interface; None: every interface
-    pid: int | None
-    process: str
-    port: int = 67
-
-    def covers(self, bridge: str, addresses: list[str]) -> bool:
-        """Whether datagrams arriving on BRIDGE can be answered through this socket.
-
-        >>> UdpSocket("0.0.0.0", None, 9, "dnsmasq").covers("br0", ["10.0.3.1"])
-        True
-        """
-        if self.device is not None and self.device != bridge:
-            return False
-        return self.address == "0.0.0.0" or self.address in addresses
-
-    def describe(self) -> str:
-        where = f"{self.address}%{self.device}" if self.device else f"{self.address} (all interfaces)"
-        return f"{self.process}[{self.pid}] on {where}:{self.port}"
 
 
 @dataclass(frozen=True)
@@ -284,6 +227,10 @@ class LocalHost(Host):
     local = True
     label = "local"
 
+    def __init__(self) -> None:
+        # Commands prefetch_runs started, by their line: each answers one run().
+        self._started: dict[str, subprocess.Popen] = {}
+
     def kind(self, path: str) -> str:
         try:
             found = os.stat(path)
@@ -345,15 +292,33 @@ class LocalHost(Host):
     def release(self) -> str:
         return os.uname().release
 
+    def prefetch_runs(self, commands) -> None:
+        """Start the read-only COMMANDS now, in the background: the first run() of each takes its
+        answer (the checks that ask come later; the commands run meanwhile on another core)."""
+        for line in commands:
+            if line not in self._started:
+                self._started[line] = self._start(line)
+
     def run(self, command: str, *args: str, timeout: float = 120) -> Result:
         """COMMAND through sh (ARGS quoted into its %s), bounded by TIMEOUT seconds (rc 124 past it)."""
         line = command % tuple(shlex.quote(str(a)) for a in args) if args else command
+        process = self._started.pop(line, None) or self._start(line)
         try:
-            done = subprocess.run(line, shell=True, capture_output=True, text=True, errors="replace",
-                                  stdin=subprocess.DEVNULL, timeout=timeout)
+            stdout, stderr = process.communicate(timeout=timeout)
         except subprocess.TimeoutExpired:
+            process.kill()
+            process.communicate()
             return Result(124, "", f"timed out after {timeout:g} s: {line}")
-        return Result(done.returncode, done.stdout, done.stderr)
+        except BaseException:  # Ctrl-C: nothing of it outlives the run
+            process.kill()
+            process.wait()
+            raise
+        return Result(process.returncode, stdout, stderr)
+
+    @staticmethod
+    def _start(line: str) -> subprocess.Popen:
+        return subprocess.Popen(line, shell=True, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True, errors="replace")
 
     def user(self, name: str) -> Account:
         try:
