@@ -22,9 +22,11 @@ import shutil
 import stat
 import subprocess
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-# What the host says of its network, by the Host's link() and udp_sockets() (re-exported: readers take them from here).
-from lxc_compliance.readers.network_records import Link, UdpSocket  # noqa: F401
+if TYPE_CHECKING:
+    from lxc_compliance.readers.network_records import Link, UdpSocket
+
 
 # Where lxc-checkconfig and `command -v` also find administrators' tools.
 SBIN = ("/usr/sbin", "/sbin")
@@ -108,6 +110,16 @@ class Process:
     pid: int
     name: str
     argv: tuple[str, ...] = field(default=())
+
+
+def __getattr__(name: str):
+    """Link and UdpSocket, what the Host's link() and udp_sockets() say, are the readers' from here;
+    loaded when first asked for (a kernel run never does)."""
+    if name in ("Link", "UdpSocket"):
+        from lxc_compliance.readers import network_records
+
+        return getattr(network_records, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 # In a path given to Host.prefetch_batch: the host's kernel release, known there before it is here.
@@ -337,6 +349,8 @@ class LocalHost(Host):
         import socket
 
         from pyroute2 import IPRoute
+
+        from lxc_compliance.readers.network_records import Link
         from pyroute2.netlink.rtnl.ifinfmsg import IFF_UP
 
         with IPRoute() as ipr:
@@ -362,6 +376,8 @@ class LocalHost(Host):
         import socket
 
         from pyroute2 import DiagSocket
+
+        from lxc_compliance.readers.network_records import UdpSocket
 
         with DiagSocket() as diag:
             diag.bind()
