@@ -29,7 +29,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from lxc_compliance.readers import checkconfig  # noqa: E402
-from lxc_compliance.readers.lxc import local_lxc_version as lxc_version  # noqa: E402
+from lxc_compliance.readers.target import Target  # noqa: E402
 
 
 def _timed(command: list[str], env: dict) -> float:
@@ -75,7 +75,7 @@ def main() -> None:
             times["suite"].append(_timed(suite, env))
             times["pytest_floor"].append(_timed(floor, env))
 
-    host = checkconfig.ScriptHost.live(lxc_version())
+    host = checkconfig.ScriptHost.live(Target("local://").lxc_version)
     script_items = checkconfig.items(checkconfig.run(host, env.get("CONFIG", checkconfig.DEFAULT_CONFIG)).lines)
     medians = {name: statistics.median(values) for name, values in times.items()}
     result = {

@@ -9,6 +9,10 @@ from dataclasses import dataclass
 
 from lxc_compliance.model.sizes import format_size, parse_size
 
+# The memory limit a sample container gets where the profile sets no containers.memory_limit
+# (not a schema default: that key is also the limit the event's own containers must have).
+SAMPLE_MEMORY_LIMIT = "512M"
+
 
 @dataclass(frozen=True)
 class WantedLimits:

@@ -16,7 +16,7 @@ import pytest
 from configs import SYNTHETIC
 from conftest import CHECKCONFIG_RELEASES, run_real_script
 from lxc_compliance.readers import checkconfig
-from lxc_compliance.readers.lxc import local_lxc_version as _lxc_version
+from lxc_compliance.readers.target import Target
 
 
 @pytest.fixture(params=sorted(CHECKCONFIG_RELEASES), scope="module")
@@ -32,7 +32,7 @@ def script(checkconfig_scripts, release) -> str:
 
 @pytest.fixture(scope="module")
 def script_host(release) -> checkconfig.ScriptHost:
-    return checkconfig.ScriptHost.live(_lxc_version(), release)
+    return checkconfig.ScriptHost.live(Target("local://").lxc_version, release)
 
 
 @pytest.fixture(params=sorted(SYNTHETIC), scope="module")
@@ -73,7 +73,7 @@ def test_port_agrees_on_debian_configs(script, debian_configs, script_host):
 
 def test_the_installed_script_is_the_one_its_release_ships(lxc_checkconfig, checkconfig_scripts):
     """The port follows the installed LXC's script by default: that script is one of those compared here."""
-    release = checkconfig.ScriptHost.live(_lxc_version()).version.release
+    release = checkconfig.ScriptHost.live(Target("local://").lxc_version).version.release
     assert Path(lxc_checkconfig).read_bytes() == checkconfig_scripts[release].read_bytes()
 
 
