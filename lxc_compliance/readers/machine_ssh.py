@@ -7,121 +7,15 @@ read to another process (an xdist worker). Nothing is written on that host."""
 from __future__ import annotations
 
 import base64
-import fnmatch
 import io
 import posixpath
-import re
 import shlex
 import tarfile
 
 from lxc_compliance.readers.machine import (ABSENT, DIRECTORY, FILE, OTHER, RELEASE, Account, FileInfo, Host, Link,
                                             Process, Result, UdpSocket)
-
-# One command reads many paths: each as "F PATH BASE64" (a readable regular file),
-# "U PATH" (a file it may not read), "D PATH<tab>BASE64" (a directory and its entries,
-# "D PATH" where it may not list it), "E PATH" (something else that exists), "X PATH"
-# (behind a directory it may not enter) or "N PATH"; a link first as "L PATH<tab>TARGET",
-# then what it leads to. The walk up a missing path's folders forks nothing (${d%/*}).
-# "@release@" in a path is the host's kernel release (uname -r there, said first as "K RELEASE").
-_READ_MANY = r"""case "$*" in *@release@*) r=$(uname -r); printf 'K %s\n' "$r";; esac
-for p in "$@"; do
-  case $p in *@release@*) p=${p%%@release@*}$r${p#*@release@};; esac
-  if [ -L "$p" ]; then printf 'L %s\t%s\n' "$p" "$(readlink -- "$p")"; fi
-  if [ -f "$p" ] && [ -r "$p" ]; then printf 'F %s ' "$p"; base64 -w0 < "$p"; echo
-  elif [ -f "$p" ]; then printf 'U %s\n' "$p"
-  elif [ -d "$p" ]; then
-    if l=$(ls -1A -- "$p" 2>/dev/null); then printf 'D %s\t' "$p"; printf '%s' "$l" | base64 -w0; echo
-    else printf 'D %s\n' "$p"; fi
-  elif [ -e "$p" ]; then printf 'E %s\n' "$p"
-  else k=N; d=${p%/*}; while case $d in /?*) true;; *) false;; esac; do [ ! -d "$d" ] || [ -x "$d" ] || k=X; d=${d%/*}; done
-    printf '%s %s\n' "$k" "$p"; fi
-done"""
-# One command runs many read-only commands, each as "R INDEX RC BASE64(stdout) BASE64(stderr)"
-# (each '.' keeps trailing newlines from $(...), which drops them).
-_RUN_MANY = r"""exec 4>&1; i=0
-for c in "$@"; do
-  e=$( { o=$(sh -c "$c" 2>&3; r=$?; echo .; exit $r); r=$?; printf 'R %s %s ' "$i" "$r" >&4
-         printf '%s' "${o%.}" | base64 -w0 >&4; } 3>&1; echo . )
-  printf ' %s\n' "$(printf '%s' "${e%.}" | base64 -w0)"
-  i=$((i+1))
-done"""
-# Where one command's output ends and the next one's starts, in a batch of them.
-_PART = "@@lxcc-part@@"
-# Each cgroup and cgroup2 mount point of the host, one per line (/proc/self/mounts escapes spaces as \040).
-_CGROUP_MOUNTS = "awk '$3 == \"cgroup\" || $3 == \"cgroup2\" {print $2}' /proc/self/mounts"
-# One command finds programs and reads what the kernel checks ask of them:
-# "W PROGRAM PATH", "S PATH MODE(hex) UID", "X PATH HEX(security.capability)".
-_PROGRAMS = r"""PATH="$PATH:/usr/sbin:/sbin"
-for program in "$@"; do
-  path=$(command -v "$program") || { printf 'W %s\n' "$program"; continue; }
-  printf 'W %s %s\n' "$program" "$path"
-  printf 'S %s %s\n' "$path" "$(stat -L -c '%f %u' -- "$path")"
-  printf 'X %s %s\n' "$path" "$(getfattr --absolute-names --only-values -n security.capability -- "$path" 2>/dev/null | od -An -v -tx1 | tr -d ' \n')"
-done"""
-# ss has no JSON output: one line per socket, "UNCONN 0 0 10.0.3.1%br0:67 0.0.0.0:* users:(("dnsmasq",pid=9,fd=4))".
-_SS_LINE = r"^\S+\s+\d+\s+\d+\s+(?P<address>[\d.*]+)(?:%(?P<device>\S+))?:{port}\s+\S+(?:\s+users:\(\(\"(?P<name>[^\"]+)\",pid=(?P<pid>\d+))?"
-
-
-def parse_ss(text: str, port: int) -> list[UdpSocket]:
-    """The PORT sockets in ``ss -H -u -a -n -p 'sport = :PORT'`` output.
-
-    >>> [s.describe() for s in parse_ss('UNCONN 0 0 0.0.0.0%br0:67 0.0.0.0:* users:(("dnsmasq",pid=9,fd=4))\\n'
-    ...                                 'UNCONN 0 0 *:67 *:*\\n', 67)]
-    ['dnsmasq[9] on 0.0.0.0%br0:67', '?[None] on 0.0.0.0 (all interfaces):67']
-    """
-    pattern = re.compile(_SS_LINE.format(port=port))
-    sockets = []
-    for line in text.splitlines():
-        match = pattern.match(line.strip())
-        if match:
-            address = "0.0.0.0" if match["address"] == "*" else match["address"]
-            sockets.append(UdpSocket(address, match["device"], int(match["pid"]) if match["pid"] else None,
-                                     match["name"] or "?", port))
-    return sockets
-
-
-def _glob_word(path: str) -> str:
-    """PATH as one shell word, its '*' left to the shell.
-
-    >>> _glob_word("/var/lib/lxc/my pc/rootfs/etc/ssh/ssh_host_*_key.pub")
-    "'/var/lib/lxc/my pc/rootfs/etc/ssh/ssh_host_'*_key.pub"
-    """
-    return "*".join(shlex.quote(part) if part else "" for part in path.split("*"))
-
-
-def _matches(path: str, parts: list[str]) -> bool:
-    """PATH matches the glob PARTS part for part ('*' never spans a '/'), dot files left out.
-
-    >>> _matches("/r/etc/ssh/ssh_host_rsa_key.pub", "r/etc/ssh/ssh_host_*_key.pub".split("/"))
-    True
-    >>> _matches("/r/etc/ssh/ssh_host_rsa_key", "r/etc/ssh/ssh_host_*_key.pub".split("/"))
-    False
-    """
-    names = path.strip("/").split("/")
-    return (len(names) == len(parts) and not names[-1].startswith(".")
-            and all(fnmatch.fnmatchcase(name, part) for name, part in zip(names, parts)))
-
-
-def link_from_ip(name: str, links: list, addresses: list, ports: list) -> Link:
-    """A Link from ``ip -j -d link show dev NAME``, ``ip -j -4 addr show dev NAME`` and
-    ``ip -j link show master NAME`` (ip prints the bridge's forward delay in centiseconds).
-
-    >>> link_from_ip("br0", [{"flags": ["UP"], "mtu": 1500, "linkinfo": {"info_kind": "bridge",
-    ...     "info_data": {"forward_delay": 0, "stp_state": 0}}}], [{"addr_info": [{"family": "inet",
-    ...     "local": "10.0.3.1", "prefixlen": 24}]}], [{"ifname": "veth1"}]).describe()
-    'br0: bridge, up, 10.0.3.1/24, forward delay 0.0s, STP off, MTU 1500, ports: veth1'
-    """
-    if not links:
-        return Link(name)
-    link = links[0]
-    info = link.get("linkinfo") or {}
-    data = info.get("info_data") or {}
-    delay, stp = data.get("forward_delay"), data.get("stp_state")
-    return Link(name, True, info.get("info_kind"), "UP" in link.get("flags", []), link.get("mtu"),
-                None if delay is None else delay / 100, None if stp is None else bool(stp),
-                tuple(port["ifname"] for port in ports if "ifname" in port),
-                tuple(f"{a['local']}/{a['prefixlen']}" for entry in addresses for a in entry.get("addr_info", [])
-                      if a.get("family") == "inet"))
+from lxc_compliance.readers.remote_shell import (CGROUP_MOUNTS, PART, PROGRAMS, READ_MANY, RUN_MANY, glob_word,
+                                                 link_from_ip, matches, parse_ss)
 
 
 class _EveryPath:
@@ -164,7 +58,14 @@ class SshHost(Host):
         if not args and command in self._runs:
             return self._runs[command]  # read ahead (prefetch_runs): the same command, read-only
         done = self.connection.run(command, *args)
-        return Result(done.rc, done.stdout, done.stderr)
+        # Decoded here: testinfra's own decoding of output that is not ASCII asks the host for
+        # its encoding (one more command) and fails on bytes that are not that encoding.
+        return Result(done.rc, done.stdout_bytes.decode(errors="replace"), done.stderr_bytes.decode(errors="replace"))
+
+    def _run_exact(self, command: str, *args: str) -> Result:
+        """As ``run``, its stdout decoded so that ``.encode(errors="surrogateescape")`` gives the bytes back."""
+        done = self.connection.run(command, *args)
+        return Result(done.rc, done.stdout_bytes.decode(errors="surrogateescape"), done.stderr_bytes.decode(errors="replace"))
 
     # --- batches --------------------------------------------------------------------
 
@@ -186,31 +87,32 @@ class SshHost(Host):
         command; FIRST before them (its Result returned: None without it), and the files
         IN_CGROUP_MOUNTS (names) of each cgroup mount the host has. PATHS may hold RELEASE."""
         parts = [(script, wanted, take) for script, wanted, take in (
-            (_READ_MANY, [p for p in dict.fromkeys(paths) if p not in self._kinds], self._take_paths),
-            (_PROGRAMS, [p for p in dict.fromkeys(programs) if p not in self._which], self._take_programs),
-            (_RUN_MANY, [c for c in dict.fromkeys(commands) if c not in self._runs], self._take_runs)) if wanted]
+            (READ_MANY, [p for p in dict.fromkeys(paths) if p not in self._kinds], self._take_paths),
+            (PROGRAMS, [p for p in dict.fromkeys(programs) if p not in self._which], self._take_programs),
+            (RUN_MANY, [c for c in dict.fromkeys(commands) if c not in self._runs], self._take_runs)) if wanted]
         if not parts and first is None:
             return None
         lines = ["sh -c %s sh" + " %s" * len(wanted) for _, wanted, _ in parts]
         words = [word for script, wanted, _ in parts for word in (script, *wanted)]
         if in_cgroup_mounts:  # their folders are known there only: the shell names them
             names = " ".join(shlex.quote(name) for name in in_cgroup_mounts)
-            lines.append(f"sh -c %s sh $({_CGROUP_MOUNTS} | while read -r m; do for n in {names}; do "
+            lines.append(f"sh -c %s sh $({CGROUP_MOUNTS} | while read -r m; do for n in {names}; do "
                          "printf '%%s/%%s\\n' \"$m\" \"$n\"; done; done)")
-            words.append(_READ_MANY)
-            parts.append((_READ_MANY, None, self._take_paths))
+            words.append(READ_MANY)
+            parts.append((READ_MANY, None, self._take_paths))
         if first is not None:
             lines.insert(0, f"{{ {first.replace('%', '%%')}; }}")
-        result = self.run(f"; echo {_PART}; ".join(lines), *words)
-        outputs = result.stdout.split(f"{_PART}\n")
+        result = self._run_exact(f"; echo {PART}; ".join(lines), *words)
+        outputs = result.stdout.split(f"{PART}\n")
         if first is not None:
-            result = Result(result.rc, outputs.pop(0), result.stderr)
+            result = Result(result.rc, outputs.pop(0).encode(errors="surrogateescape").decode(errors="replace"),
+                            result.stderr)
         for (_, wanted, take), output in zip(parts, outputs):
             take(wanted, output)
         return result if first is not None else None
 
     def _take_paths(self, wanted: list[str] | None, output: str) -> None:
-        """Keep what _READ_MANY printed of WANTED (None: of every path it names)."""
+        """Keep what READ_MANY printed of WANTED (None: of every path it names)."""
         lines = output.splitlines()
         if lines and lines[0].startswith("K "):  # the release the paths name (RELEASE)
             self._release = self._release or lines[0][2:].strip()
@@ -223,6 +125,13 @@ class SshHost(Host):
                 path, _, target = rest.partition("\t")
                 if path in wanted:
                     self._readlinks[path] = target
+                continue
+            if kind == "T":  # one line of kernel text, as the shell read it
+                path, _, line_read = rest.partition("\t")
+                if path in wanted:
+                    self._kinds[path] = FILE
+                    self._readlinks.setdefault(path, None)
+                    self._files[path] = (line_read + "\n").encode(errors="surrogateescape")
                 continue
             if kind == FILE:
                 path, _, data = rest.rpartition(" ")
@@ -239,14 +148,24 @@ class SshHost(Host):
                     self._files[path] = base64.b64decode(data)
 
     def _take_programs(self, wanted: list[str], output: str) -> None:
+        found, current = [], None
         for line in output.splitlines():
-            kind, *fields = line.split(" ")
+            kind, _, rest = line.partition(" ")
             if kind == "W":
-                self._which[fields[0]] = fields[1] if len(fields) > 1 and fields[1] else None
-            elif kind == "S" and len(fields) == 3:
-                self._info[fields[0]] = FileInfo(int(fields[1], 16), int(fields[2]))
-            elif kind == "X":
-                self._xattr[fields[0]] = bytes.fromhex(fields[1]) if len(fields) > 1 and fields[1] else None
+                program, _, path = rest.partition(" ")
+                self._which[program] = path or None
+                if path:
+                    found.append(path)
+            elif kind == "S":
+                mode, uid, path = (rest.split(" ", 2) + ["", ""])[:3]
+                self._info[path] = FileInfo(int(mode, 16), int(uid))
+            elif line.startswith("# file: "):
+                current = line[len("# file: "):]
+            elif current is not None and line.startswith("security.capability=0x"):
+                self._xattr[current] = bytes.fromhex(line.partition("=0x")[2])
+        for path in found:  # no block of getfattr's: no file capabilities (or no getfattr there)
+            self._info.setdefault(path, None)
+            self._xattr.setdefault(path, None)
 
     def _take_runs(self, wanted: list[str], output: str) -> None:
         for line in output.splitlines():
@@ -324,7 +243,7 @@ class SshHost(Host):
         if pattern not in self._trees:
             return super().glob(pattern, every)
         parts = pattern.strip("/").split("/")
-        found = [path for path in {*self._kinds, *self._links} if _matches(path, parts)]
+        found = [path for path in {*self._kinds, *self._links} if matches(path, parts)]
         return sorted(path for path in found if every or self.is_file(path))
 
     def info(self, path: str) -> FileInfo | None:
@@ -393,8 +312,8 @@ class SshHost(Host):
         wanted = [path for path in dict.fromkeys(paths) if path not in self._trees]
         if not wanted:
             return
-        words = " ".join(_glob_word(p.lstrip("/")) for p in wanted)
-        links = " ".join(_glob_word(p.lstrip("/") + "/*.wants/*") for p in wanted if p.endswith("/etc/systemd/system"))
+        words = " ".join(glob_word(p.lstrip("/")) for p in wanted)
+        links = " ".join(glob_word(p.lstrip("/") + "/*.wants/*") for p in wanted if p.endswith("/etc/systemd/system"))
         script = (f"cd / && {{ for f in {words}; do [ -e \"$f\" ] || [ -L \"$f\" ] && printf '%s\\n' \"$f\"; done; "
                   + (f"for l in {links}; do t=$(readlink \"$l\") && case \"$t\" in /dev/*) ;; /*) "
                      "r=${l%%/etc/systemd/system/*}; printf '%s\\n' \"$r$t\";; esac; done; " if links else "")
@@ -435,4 +354,4 @@ class SshHost(Host):
             if folder in ("/", ""):
                 break
             folder = posixpath.dirname(folder)
-        return any(_matches(path, tree.strip("/").split("/")) for tree in self._trees if "*" in tree)
+        return any(matches(path, tree.strip("/").split("/")) for tree in self._trees if "*" in tree)

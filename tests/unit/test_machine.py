@@ -87,12 +87,11 @@ class AsNobody:
         import shlex
         import subprocess
 
-        line = command % tuple(shlex.quote(a) for a in args) if args else command
-        from lxc_compliance.readers.machine import Result
+        from types import SimpleNamespace
 
-        done = subprocess.run(["runuser", "-u", "nobody", "--", "sh", "-c", line], capture_output=True, text=True,
-                              timeout=30, cwd="/")
-        return Result(done.returncode, done.stdout, done.stderr)
+        line = command % tuple(shlex.quote(a) for a in args) if args else command
+        done = subprocess.run(["runuser", "-u", "nobody", "--", "sh", "-c", line], capture_output=True, timeout=30, cwd="/")
+        return SimpleNamespace(rc=done.returncode, stdout_bytes=done.stdout, stderr_bytes=done.stderr)
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="needs a user to become")
@@ -153,3 +152,53 @@ def test_one_batch_reads_paths_programs_and_commands_as_each_would_be_read_alone
         assert [host.run(c) for c in commands] == [THIS_HOST.run(c) for c in commands]
     assert batched.run(commands[0]).stdout == "out\n\n" and batched.run(commands[0]).rc == 3
     assert len(connection.commands) == 1, "everything was answered from the one batch"
+
+
+def _kernel_text_files() -> list[str]:
+    """Sysctl and cgroup files of this machine: one line, several lines, empty, not there."""
+    found = ["/proc/sys/kernel/ostype", "/proc/sys/kernel/hostname", "/proc/sys/kernel/core_modes",
+             "/proc/sys/fs/pipe-keep", "/proc/sys/kernel/lxcc-no-such-sysctl"]
+    for mount in ("/sys/fs/cgroup", "/sys/fs/cgroup/unified", "/sys/fs/cgroup/memory"):
+        found += [f"{mount}/{name}" for name in ("cgroup.controllers", "cgroup.subtree_control", "cgroup.clone_children")]
+    return found
+
+
+def test_kernel_text_is_read_by_the_shell_alike():
+    """The batch reads one-line sysctl and cgroup files without a fork each: the same bytes as a plain read."""
+    paths = _kernel_text_files()
+    connection = Counted()
+    batched = SshHost(connection, "batched")
+    batched.prefetch(paths)
+    assert [batched.read(p) for p in paths] == [THIS_HOST.read(p) for p in paths]
+    assert [batched.kind(p) for p in paths] == [THIS_HOST.kind(p) for p in paths]
+    assert len(connection.commands) == 1
+    assert any(THIS_HOST.read(p) and THIS_HOST.read(p).count(b"\n") == 1 for p in paths)
+
+
+def test_programs_are_found_stated_and_their_capabilities_read_in_one_command(tmp_path):
+    """Where each program is, its mode and owner, its file capabilities (one given here with setcap, as root)."""
+    import shutil
+    import subprocess
+
+    programs = ["sh", "newuidmap", "lxcc-no-such-program"]
+    if os.geteuid() == 0 and shutil.which("setcap"):
+        (tmp_path / "bin").mkdir()
+        capable = tmp_path / "bin/lxcc-capable"
+        shutil.copy2("/bin/true", capable)
+        subprocess.run(["setcap", "cap_setuid+ep", str(capable)], check=True, timeout=10)
+        os.environ["PATH"] = f"{os.environ['PATH']}:{tmp_path / 'bin'}"
+        programs.append("lxcc-capable")
+    try:
+        connection = Counted()
+        batched = SshHost(connection, "batched")
+        batched.prefetch_programs(programs)
+        paths = [THIS_HOST.which(p) for p in programs]
+        assert [batched.which(p) for p in programs] == paths
+        assert [batched.info(p) for p in paths if p] == [THIS_HOST.info(p) for p in paths if p]
+        found = [batched.xattr(p, "security.capability") for p in paths if p]
+        assert found == [THIS_HOST.xattr(p, "security.capability") for p in paths if p]
+        assert len(connection.commands) == 1
+        if "lxcc-capable" in programs:
+            assert found[-1] and found[-1][3] == 2  # VFS_CAP_REVISION_2 (the magic's high byte, little-endian)
+    finally:
+        os.environ["PATH"] = os.environ["PATH"].removesuffix(f":{tmp_path / 'bin'}")

@@ -26,8 +26,8 @@ class ShellConnection:
     def run(self, command: str, *args: str):
         line = command % tuple(shlex.quote(a) for a in args) if args else command
         self.commands.append(line)
-        done = subprocess.run(["sh", "-c", line], capture_output=True, text=True)
-        return SimpleNamespace(rc=done.returncode, stdout=done.stdout, stderr=done.stderr)
+        done = subprocess.run(["sh", "-c", line], capture_output=True, timeout=60)
+        return SimpleNamespace(rc=done.returncode, stdout_bytes=done.stdout, stderr_bytes=done.stderr)
 
 
 def _rootfs(tmp_path):
