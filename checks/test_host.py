@@ -32,20 +32,13 @@ def test_sysctl_minimum(check, host, profile, persisted_sysctls, observed):
 
 def test_user_limit(check, profile, limit_lines, container_users, observed):
     wanted = profile.setting(check.setting)
-    needed = tuning.limit_value(str(wanted))
-    found, short = [], []
-    for user, groups in container_users.items():
-        session = tuning.session_limit(limit_lines, user, groups, check.limit)
-        for kind, line in session.items():
-            found.append(f"{user} {kind} {line.value} ({line.where})" if line else f"{user} {kind}: not set")
-            value = tuning.limit_value(line.value) if line else None
-            if value is None or value < needed:
-                short.append(f"{user}'s {kind} {check.limit} is " + (line.value if line else "not set"))
+    limits = tuning.session_limits(limit_lines, container_users, check.limit)
+    short = [limit for limit in limits if limit.below(wanted)]
     observed.expected = f"{check.limit} >= {wanted}, soft and hard, for {', '.join(container_users)}"
-    observed.actual = "; ".join(found)
+    observed.actual = "; ".join(limit.describe() for limit in limits)
     observed.evidence = "as pam_limits gives a login session: /etc/security/limits.conf, then limits.d/*.conf"
     observed.values = {"minimum": wanted}
-    assert not short, "; ".join(short) + f" (at least {wanted} wanted)"
+    assert not short, "; ".join(limit.shortfall() for limit in short) + f" (at least {wanted} wanted)"
 
 
 def test_default_tasks_max(check, profile, systemd, observed):

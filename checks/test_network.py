@@ -89,22 +89,16 @@ def test_dhcp_lease_time(check, served, profile, observed):
 
 
 def test_dhcp_port_exclusive(check, existing_bridge, serving, host_network, observed):
-    addresses = [str(a.ip) for a in existing_bridge.networks]
-    sockets = host_network.dhcp_sockets()
-    answering = [s for s in sockets if s.covers(existing_bridge.name, addresses)]
-    # Only a dnsmasq configured for this bridge should hold its DHCP port; one
-    # bound to every interface keeps the bridge's own dnsmasq from starting.
-    dedicated = {p.pid for p in serving if p.config.interfaces or p.config.listen_addresses}
-    strangers = [s for s in answering if s.pid not in dedicated]
+    port = host_network.dhcp_port(existing_bridge, serving)
     observed.expected = f"only the dnsmasq configured for {existing_bridge.name} on UDP 67 there"
-    observed.actual = "; ".join(s.describe() for s in answering) or "nobody"
-    observed.evidence = "\n".join(s.describe() for s in sockets) or "no UDP socket on port 67"
-    assert len({s.pid for s in answering}) <= 1, (
-        f"{len({s.pid for s in answering})} processes answer DHCP on {existing_bridge.name}: "
-        + "; ".join(s.describe() for s in answering)
+    observed.actual = "; ".join(s.describe() for s in port.answering) or "nobody"
+    observed.evidence = "\n".join(s.describe() for s in port.sockets) or "no UDP socket on port 67"
+    assert len(port.holders) <= 1, (
+        f"{len(port.holders)} processes answer DHCP on {existing_bridge.name}: "
+        + "; ".join(s.describe() for s in port.answering)
     )
-    assert not strangers, "; ".join(
-        f"{s.describe()} is not configured for {existing_bridge.name} but holds its DHCP port" for s in strangers
+    assert not port.strangers, "; ".join(
+        f"{s.describe()} is not configured for {existing_bridge.name} but holds its DHCP port" for s in port.strangers
     )
 
 

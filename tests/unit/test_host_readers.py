@@ -237,3 +237,26 @@ def test_the_lab_s_own_delegation_is_no_host_check_and_the_workshop_s_is():
     assert check.not_applicable(None, SimpleNamespace(layout="hybrid"), lab) == "the profile sets no host.pam_cgfs_controllers"
     assert "devices" in delegated_controllers(lab)
     assert check.not_applicable(None, SimpleNamespace(layout="hybrid"), WORKSHOP) is None and "devices" in delegated_controllers(WORKSHOP)
+
+
+def test_the_dhcp_port_names_who_answers_on_the_bridge_and_who_should_not():
+    """Of the sockets on UDP 67: those the bridge's requests reach, and which of their processes are strangers."""
+    from lxc_compliance.readers.dnsmasq import DnsmasqConfig, DnsmasqProcess
+    from lxc_compliance.readers.host_network import HostNetwork
+    from lxc_compliance.readers.machine import Link, UdpSocket
+
+    sockets = [UdpSocket("0.0.0.0", "br0", 10, "dnsmasq", 67), UdpSocket("0.0.0.0", None, 20, "dnsmasq", 67),
+               UdpSocket("0.0.0.0", "lxcbr0", 30, "dnsmasq", 67)]
+
+    class Recorded(HostNetwork):
+        def dhcp_sockets(self):
+            return sockets
+
+    bridge = Link("br0", True, "bridge", True, 1500, 0.0, False, (), ("10.0.3.1/24",))
+    own = DnsmasqProcess(10, ["dnsmasq", "--interface=br0"], DnsmasqConfig.from_cmdline(["dnsmasq", "--interface=br0"]))
+    port = Recorded(RecordedHost({})).dhcp_port(bridge, [own])
+    assert [s.pid for s in port.answering] == [10, 20] and port.holders == {10, 20}
+    assert [s.pid for s in port.strangers] == [20]
+    alone = Recorded(RecordedHost({}))
+    sockets[1:] = sockets[2:]
+    assert alone.dhcp_port(bridge, [own]).holders == {10} and not alone.dhcp_port(bridge, [own]).strangers
