@@ -90,8 +90,8 @@ def rows_of(checks: list[dict]) -> list[list[dict]]:
     groups: dict[tuple[str, str], list[dict]] = {}
     for check in checks:
         groups.setdefault((check["host"], check.get("check") or check["id"]), []).append(check)
-    order = list(groups)
-    return [groups[key] for key in sorted(order, key=lambda key: (RANK.get(_worst(groups[key]), 9), order.index(key)))]
+    # sorted() is stable: among rows of one rank, the order the checks ran in stays.
+    return [groups[key] for key in sorted(groups, key=lambda key: RANK.get(_worst(groups[key]), 9))]
 
 
 def _details(group: list[dict]) -> str:
