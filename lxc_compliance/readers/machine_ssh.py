@@ -113,7 +113,7 @@ class SshHost(Host):
 
     def _take_paths(self, wanted: list[str] | None, output: str) -> None:
         """Keep what READ_MANY printed of WANTED (None: of every path it names)."""
-        lines = output.splitlines()
+        lines = [line for line in output.split("\n") if line]  # a T line's text may hold \r or \f: not splitlines
         if lines and lines[0].startswith("K "):  # the release the paths name (RELEASE)
             self._release = self._release or lines[0][2:].strip()
             wanted = None if wanted is None else [path.replace(RELEASE, self._release) for path in wanted]
