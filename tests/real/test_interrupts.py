@@ -40,8 +40,9 @@ def _dead_runs_leftovers() -> list[str]:
 def _interrupted_run(profile: str, delay: float, how: str, reports) -> tuple[str | None, int, str]:
     """Start a lab run, interrupt it after DELAY seconds; (its run id if it printed one, exit code, output)."""
     process = subprocess.Popen(
+        # faulthandler: a run that does not stop prints where each of its threads waits.
         [sys.executable, "-m", "pytest", f"--profile={profile}", "-m", "network or containers", "--samples=2",
-         f"--report-dir={reports}"],
+         f"--report-dir={reports}", "-o", "faulthandler_timeout=150"],
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
         # xdist workers ignore SIGINT, and children inherit that: a terminal's shell would not.
         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))

@@ -196,8 +196,11 @@ def test_programs_are_found_stated_and_their_capabilities_read_in_one_command(tm
         assert [batched.which(p) for p in programs] == paths
         assert [batched.info(p) for p in paths if p] == [THIS_HOST.info(p) for p in paths if p]
         found = [batched.xattr(p, "security.capability") for p in paths if p]
-        assert found == [THIS_HOST.xattr(p, "security.capability") for p in paths if p]
         assert len(connection.commands) == 1
+        if shutil.which("getfattr") is None:  # package attr: without it a host over ssh tells no capabilities
+            assert found == [None] * len(found)
+            return
+        assert found == [THIS_HOST.xattr(p, "security.capability") for p in paths if p]
         if "lxcc-capable" in programs:
             assert found[-1] and found[-1][3] == 2  # VFS_CAP_REVISION_2 (the magic's high byte, little-endian)
     finally:
