@@ -57,15 +57,14 @@ class SshHost(Host):
         """COMMAND there (ARGS quoted into its %s). A RuntimeError where ssh itself fails."""
         if not args and command in self._runs:
             return self._runs[command]  # read ahead (prefetch_runs): the same command, read-only
-        done = self.connection.run(command, *args)
-        # Decoded here: testinfra's own decoding of output that is not ASCII asks the host for
-        # its encoding (one more command) and fails on bytes that are not that encoding.
-        return Result(done.rc, done.stdout_bytes.decode(errors="replace"), done.stderr_bytes.decode(errors="replace"))
+        return self._run(command, *args)
 
-    def _run_exact(self, command: str, *args: str) -> Result:
-        """As ``run``, its stdout decoded so that ``.encode(errors="surrogateescape")`` gives the bytes back."""
+    def _run(self, command: str, *args: str, stdout_errors: str = "replace") -> Result:
+        """COMMAND over the connection. Decoded here: testinfra's own decoding of output that is
+        not ASCII asks the host for its encoding (one more command) and fails on bytes that are not
+        that encoding. STDOUT_ERRORS "surrogateescape": ``.encode(errors=...)`` gives the bytes back."""
         done = self.connection.run(command, *args)
-        return Result(done.rc, done.stdout_bytes.decode(errors="surrogateescape"), done.stderr_bytes.decode(errors="replace"))
+        return Result(done.rc, done.stdout_bytes.decode(errors=stdout_errors), done.stderr_bytes.decode(errors="replace"))
 
     # --- batches --------------------------------------------------------------------
 
@@ -102,7 +101,7 @@ class SshHost(Host):
             parts.append((READ_MANY, None, self._take_paths))
         if first is not None:
             lines.insert(0, f"{{ {first.replace('%', '%%')}; }}")
-        result = self._run_exact(f"; echo {PART}; ".join(lines), *words)
+        result = self._run(f"; echo {PART}; ".join(lines), *words, stdout_errors="surrogateescape")
         outputs = result.stdout.split(f"{PART}\n")
         if first is not None:
             result = Result(result.rc, outputs.pop(0).encode(errors="surrogateescape").decode(errors="replace"),
